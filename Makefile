@@ -1,0 +1,56 @@
+# Build, test and run the reranker. First time on a machine: `make setup`.
+# The cgo flags and runtime environment for gotch (libtorch) come from
+# plugin/libtorch/env.mk and are exported to every recipe below.
+include plugin/libtorch/env.mk
+
+GO ?= go
+BIN := bin
+# Extra `go test` flags, e.g. make test TESTFLAGS='-run TestEncoder -v'.
+TESTFLAGS ?=
+PKGS ?= ./...
+BENCHFLAGS ?= -run='^$$' -bench=. -benchmem
+
+.PHONY: all setup build test demo bench clean env compat-header check-setup
+
+all: build
+
+setup:
+	bash plugin/libtorch/setup.sh
+
+# bin/rerank is pure Go; only the plugin links libtorch.
+build: check-setup
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/rerank ./host/cmd/rerank
+	$(GO) build -o $(BIN)/rerank-plugin ./plugin/cmd/rerank-plugin
+
+test: check-setup
+	@minilm=$${RERANK_MINILM_DIR:-$$(plugin/libtorch/find-minilm.sh)}; \
+	if [ -n "$$minilm" ]; then export RERANK_MINILM_DIR="$$minilm"; echo "RERANK_MINILM_DIR=$$minilm"; fi; \
+	echo "$(GO) test $(TESTFLAGS) $(PKGS)"; \
+	$(GO) test $(TESTFLAGS) $(PKGS)
+
+demo: build
+	$(BIN)/rerank demo
+
+bench: check-setup
+	$(GO) test $(BENCHFLAGS) $(PKGS)
+
+clean:
+	rm -rf $(BIN) $(BUILD_DIR)
+
+# Shell exports of the build environment, for scripts: eval "$(make -s env)".
+env:
+	@$(foreach v,$(GOTCH_ENV_VARS),echo "export $(v)='$($(v))'";)
+
+# Regenerate the compat header for the libtorch selected in env.mk
+# (e.g. make compat-header LIBTORCH=/path/to/torch TORCH_VARIANT=2.11), checked
+# against the headers of torch 2.1.0, which gotch v0.9.1 was generated from.
+REF_TORCH := $(BUILD_DIR)/torch-2.1.0
+compat-header: $(REF_TORCH)/torch/include
+	$(GO) run ./plugin/libtorch/gencompat -out $(COMPAT_HEADER) -label "$(TORCH_LABEL)" \
+		-ref $(REF_TORCH)/torch/include -I $(TORCH_INCLUDE) -I $(TORCH_INCLUDE)/torch/csrc/api/include
+
+$(REF_TORCH)/torch/include:
+	bash plugin/libtorch/fetch-torch-headers.sh 2.1.0 $(REF_TORCH)
+
+check-setup:
+	@test -d $(CUDA_STUBS) || { echo "$(CUDA_STUBS) missing: run 'make setup' first" >&2; exit 1; }

@@ -1,0 +1,324 @@
+// Package configs loads the host's configuration (flags, RERANK_ environment
+// variables, a YAML file, built-in defaults) into an immutable Config. The
+// defaults are rerank.yaml itself, embedded, so the documented file and the
+// behaviour without a file cannot drift apart.
+package configs
+
+import (
+	"bytes"
+	"crypto/rand"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+//go:embed rerank.yaml
+var defaultYAML []byte
+
+// EnvPrefix starts every environment override: RERANK_LISTEN, RERANK_BM25_K1, ...
+const EnvPrefix = "RERANK"
+
+// Config is the whole configuration. Load returns it by value; nothing reads
+// viper after that.
+type Config struct {
+	Listen     string   `mapstructure:"listen"`
+	DataDir    string   `mapstructure:"data_dir"`
+	IndexDir   string   `mapstructure:"index_dir"`
+	AdminToken string   `mapstructure:"admin_token"`
+	Log        Log      `mapstructure:"log"`
+	HTTP       HTTP     `mapstructure:"http"`
+	Search     Search   `mapstructure:"search"`
+	BM25       BM25     `mapstructure:"bm25"`
+	Rerank     Rerank   `mapstructure:"rerank"`
+	ClickLog   ClickLog `mapstructure:"clicklog"`
+
+	file string // the file read, empty for none
+}
+
+// File is the configuration file that was read; empty when none was.
+func (c Config) File() string { return c.file }
+
+// Log configures the structured log.
+type Log struct {
+	Level  string `mapstructure:"level"`
+	Format string `mapstructure:"format"`
+}
+
+// HTTP bounds requests.
+type HTTP struct {
+	MaxBodyBytes    int64         `mapstructure:"max_body_bytes"`
+	ReadTimeout     time.Duration `mapstructure:"read_timeout"`
+	WriteTimeout    time.Duration `mapstructure:"write_timeout"`
+	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+}
+
+// Search bounds search requests.
+type Search struct {
+	DefaultSize   int `mapstructure:"default_size"`
+	MaxSize       int `mapstructure:"max_size"`
+	MaxFrom       int `mapstructure:"max_from"`
+	MaxQueryBytes int `mapstructure:"max_query_bytes"`
+	SnippetChars  int `mapstructure:"snippet_chars"`
+}
+
+// BM25 sets the first stage's scoring.
+type BM25 struct {
+	K1       float64 `mapstructure:"k1"`
+	B        float64 `mapstructure:"b"`
+	Analyzer string  `mapstructure:"analyzer"`
+}
+
+// Rerank sets the second stage.
+type Rerank struct {
+	Window       int           `mapstructure:"window"`
+	MaxWindow    int           `mapstructure:"max_window"`
+	Deadline     time.Duration `mapstructure:"deadline"`
+	PluginPath   string        `mapstructure:"plugin_path"`
+	ModelPath    string        `mapstructure:"model_path"`
+	MaxDocuments int           `mapstructure:"max_documents"`
+	APIKey       string        `mapstructure:"api_key"`
+}
+
+// ClickLog sets how search and click events are kept.
+type ClickLog struct {
+	Retention       time.Duration `mapstructure:"retention"`
+	HashUserIDs     bool          `mapstructure:"hash_user_ids"`
+	HashKey         string        `mapstructure:"hash_key"`
+	DurableSearches bool          `mapstructure:"durable_searches"`
+}
+
+// hashKeyFile holds the generated user-id hash key inside the data folder.
+const hashKeyFile = "userhash.key"
+
+// UserHashKey is the key for hashing user and session ids: clicklog.hash_key
+// when set, else a random key made on first use and kept in
+// <data_dir>/userhash.key, so every command on the same data folder hashes
+// ids the same way.
+func (c Config) UserHashKey() (string, error) {
+	if c.ClickLog.HashKey != "" {
+		return c.ClickLog.HashKey, nil
+	}
+	path := filepath.Join(c.DataDir, hashKeyFile)
+	if b, err := os.ReadFile(path); err == nil {
+		if k := strings.TrimSpace(string(b)); k != "" {
+			return k, nil
+		}
+		return "", fmt.Errorf("%s is empty: delete it to make a new key (hashed ids will change) or restore it", path)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
+		return "", err
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	key := hex.EncodeToString(raw)
+	// Written whole to a temporary file, then linked into place: a reader
+	// never sees a partial key, and if another process won the race, its
+	// key is the one used.
+	tmp, err := os.CreateTemp(c.DataDir, hashKeyFile+".tmp-")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.WriteString(key + "\n")
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o600)
+	}
+	if err != nil {
+		return "", err
+	}
+	if err := os.Link(tmp.Name(), path); errors.Is(err, os.ErrExist) {
+		return c.UserHashKey()
+	} else if err != nil {
+		return "", err
+	}
+	return key, nil
+}
+
+// Flag names shared by every command that reads the host's state.
+const (
+	FlagConfig  = "config"
+	FlagListen  = "listen"
+	FlagIndex   = "index"
+	FlagDataDir = "data-dir"
+)
+
+// flagKeys maps each state flag to its configuration key.
+var flagKeys = map[string]string{
+	FlagListen:  "listen",
+	FlagIndex:   "index_dir",
+	FlagDataDir: "data_dir",
+}
+
+// AddFlags registers --config, --listen, --index and --data-dir on fs. Their
+// defaults are empty: an unset flag leaves the file, environment or built-in
+// value in place.
+func AddFlags(fs *pflag.FlagSet) {
+	fs.String(FlagConfig, "", "configuration file (YAML; default: built-in defaults, or $"+EnvPrefix+"_CONFIG)")
+	fs.String(FlagListen, "", "HTTP listen address host:port (default 127.0.0.1:8080)")
+	fs.String(FlagIndex, "", "search index folder (default <data-dir>/index)")
+	fs.String(FlagDataDir, "", "folder for the click log and models (default ./data)")
+}
+
+// Load reads the configuration for a command whose flags were registered with
+// AddFlags (fs may be nil: no flags).
+func Load(fs *pflag.FlagSet) (Config, error) {
+	v := viper.New()
+	if err := setDefaults(v); err != nil {
+		return Config{}, err
+	}
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+
+	file := os.Getenv(EnvPrefix + "_CONFIG")
+	if fs != nil {
+		if f := fs.Lookup(FlagConfig); f != nil && f.Changed {
+			file = f.Value.String()
+		}
+		for name, key := range flagKeys {
+			// Bind only flags given on the command line: viper would otherwise
+			// treat an unset flag's empty default as a value.
+			if f := fs.Lookup(name); f != nil && f.Changed {
+				if err := v.BindPFlag(key, f); err != nil {
+					return Config{}, err
+				}
+			}
+		}
+	}
+	if file != "" {
+		v.SetConfigFile(file)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			return Config{}, fmt.Errorf("config %s: %w", file, err)
+		}
+	}
+
+	var c Config
+	if err := v.UnmarshalExact(&c); err != nil {
+		if file != "" {
+			return Config{}, fmt.Errorf("config %s: %w", file, err)
+		}
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	c.file = file
+	if c.IndexDir == "" {
+		c.IndexDir = filepath.Join(c.DataDir, "index")
+	}
+	if err := c.validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// setDefaults makes every key of the embedded rerank.yaml a default, which
+// also makes every key known to the environment lookup.
+func setDefaults(v *viper.Viper) error {
+	d := viper.New()
+	d.SetConfigType("yaml")
+	if err := d.ReadConfig(bytes.NewReader(defaultYAML)); err != nil {
+		return fmt.Errorf("built-in rerank.yaml: %w", err)
+	}
+	for _, k := range d.AllKeys() {
+		v.SetDefault(k, d.Get(k))
+	}
+	return nil
+}
+
+// validate reports every setting out of range, naming its key.
+func (c Config) validate() error {
+	var errs []error
+	bad := func(key string, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen", "want host:port, got %q", c.Listen)
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "must not be empty")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "want text or json, got %q", c.Log.Format)
+	}
+	if c.HTTP.MaxBodyBytes < 1024 {
+		bad("http.max_body_bytes", "want at least 1024, got %d", c.HTTP.MaxBodyBytes)
+	}
+	for _, d := range []struct {
+		key string
+		d   time.Duration
+	}{
+		{"http.read_timeout", c.HTTP.ReadTimeout}, {"http.write_timeout", c.HTTP.WriteTimeout},
+		{"http.shutdown_timeout", c.HTTP.ShutdownTimeout}, {"rerank.deadline", c.Rerank.Deadline},
+	} {
+		if d.d <= 0 {
+			bad(d.key, "want a positive duration, got %s", d.d)
+		}
+	}
+	s := c.Search
+	if s.MaxSize < 1 {
+		bad("search.max_size", "want at least 1, got %d", s.MaxSize)
+	}
+	if s.DefaultSize < 1 || s.DefaultSize > s.MaxSize {
+		bad("search.default_size", "want 1 to search.max_size (%d), got %d", s.MaxSize, s.DefaultSize)
+	}
+	if s.MaxFrom < 0 {
+		bad("search.max_from", "want 0 or more, got %d", s.MaxFrom)
+	}
+	if s.MaxQueryBytes < 1 {
+		bad("search.max_query_bytes", "want at least 1, got %d", s.MaxQueryBytes)
+	}
+	if s.SnippetChars < 1 {
+		bad("search.snippet_chars", "want at least 1, got %d", s.SnippetChars)
+	}
+	if !(c.BM25.K1 > 0) || c.BM25.K1 > 10 {
+		bad("bm25.k1", "want more than 0 and at most 10, got %g", c.BM25.K1)
+	}
+	if !(c.BM25.B >= 0 && c.BM25.B <= 1) {
+		bad("bm25.b", "want 0 to 1, got %g", c.BM25.B)
+	}
+	if c.BM25.Analyzer != "en" && c.BM25.Analyzer != "standard" {
+		bad("bm25.analyzer", "want en or standard, got %q", c.BM25.Analyzer)
+	}
+	r := c.Rerank
+	if r.MaxWindow < 1 {
+		bad("rerank.max_window", "want at least 1, got %d", r.MaxWindow)
+	}
+	if r.Window < 1 || r.Window > r.MaxWindow {
+		bad("rerank.window", "want 1 to rerank.max_window (%d), got %d", r.MaxWindow, r.Window)
+	}
+	if r.MaxDocuments < 1 {
+		bad("rerank.max_documents", "want at least 1, got %d", r.MaxDocuments)
+	}
+	if c.ClickLog.Retention < 0 {
+		bad("clicklog.retention", "want 0 (keep forever) or a positive duration, got %s", c.ClickLog.Retention)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid configuration: %w", errors.Join(errs...))
+	}
+	return nil
+}

@@ -1,0 +1,149 @@
+// Package runner produces evaluation runs independently of any model: a
+// first stage retrieves candidates for every query (once, so that every
+// scorer sees the same ones), and optional scorers rerank them.
+package runner
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/rerankloop/rerank/evalharness/dataset"
+	"github.com/rerankloop/rerank/evalharness/trec"
+)
+
+// Candidate is a document proposed by the first stage, with its score there.
+type Candidate struct {
+	ID, Text string
+	Score    float64
+}
+
+// FirstStage retrieves up to k candidates for a query, best first.
+type FirstStage interface {
+	Search(ctx context.Context, query string, k int) ([]Candidate, error)
+}
+
+// Scorer scores candidates against a query, one score per candidate in input
+// order (higher is more relevant).
+type Scorer interface {
+	Score(ctx context.Context, query string, docs []Candidate) ([]float32, error)
+}
+
+// Pool holds each query's candidates in first-stage order.
+type Pool struct {
+	Queries    []dataset.Query
+	Candidates map[string][]Candidate
+}
+
+// Retrieve asks fs for the top depth candidates of every query. progress, when
+// not nil, receives a progress bar.
+func Retrieve(ctx context.Context, qs []dataset.Query, fs FirstStage, depth int, progress io.Writer) (*Pool, error) {
+	if depth < 1 {
+		return nil, fmt.Errorf("depth %d must be at least 1", depth)
+	}
+	p := &Pool{Queries: qs, Candidates: make(map[string][]Candidate, len(qs))}
+	bar := newBar(progress, len(qs), "first stage")
+	defer bar.Finish()
+	for _, q := range qs {
+		cands, err := fs.Search(ctx, q.Text, depth)
+		if err != nil {
+			return nil, fmt.Errorf("first stage, query %q: %w", q.ID, err)
+		}
+		if len(cands) > depth {
+			cands = cands[:depth]
+		}
+		seen := make(map[string]bool, len(cands))
+		for _, c := range cands {
+			if seen[c.ID] {
+				return nil, fmt.Errorf("first stage returned document %q twice for query %q", c.ID, q.ID)
+			}
+			seen[c.ID] = true
+		}
+		p.Candidates[q.ID] = cands
+		bar.Add(1)
+	}
+	return p, nil
+}
+
+// FromJudgments makes a pool of a flat judgments file's rows: each query's
+// candidates are its rows, in file order, with first-stage scores that keep
+// that order (the file's order is the ranking without a model).
+func FromJudgments(js []dataset.Judgment) (*Pool, dataset.Qrels) {
+	p := &Pool{Candidates: map[string][]Candidate{}}
+	for _, g := range dataset.GroupByQuery(js) {
+		p.Queries = append(p.Queries, dataset.Query{ID: g.QueryID, Text: g.Query})
+		cands := make([]Candidate, len(g.Items))
+		for i, j := range g.Items {
+			cands[i] = Candidate{ID: j.DocID, Text: j.Text, Score: float64(len(g.Items) - i)}
+		}
+		p.Candidates[g.QueryID] = cands
+	}
+	return p, dataset.JudgmentQrels(js)
+}
+
+// Run is the first stage's ranking as a run. Every query is present, also
+// those for which nothing was found.
+func (p *Pool) Run() trec.Run {
+	run := make(trec.Run, len(p.Queries))
+	for _, q := range p.Queries {
+		m := map[string]float64{}
+		for _, c := range p.Candidates[q.ID] {
+			m[c.ID] = c.Score
+		}
+		run[q.ID] = m
+	}
+	return run
+}
+
+// Rerank scores every query's candidates with s and returns the resulting run.
+func Rerank(ctx context.Context, p *Pool, s Scorer, label string, progress io.Writer) (trec.Run, error) {
+	run := make(trec.Run, len(p.Queries))
+	bar := newBar(progress, len(p.Queries), label)
+	defer bar.Finish()
+	for _, q := range p.Queries {
+		cands := p.Candidates[q.ID]
+		m := make(map[string]float64, len(cands))
+		run[q.ID] = m
+		if len(cands) == 0 {
+			bar.Add(1)
+			continue
+		}
+		scores, err := s.Score(ctx, q.Text, cands)
+		if err != nil {
+			return nil, fmt.Errorf("%s, query %q: %w", label, q.ID, err)
+		}
+		if len(scores) != len(cands) {
+			return nil, fmt.Errorf("%s, query %q: %d scores for %d candidates", label, q.ID, len(scores), len(cands))
+		}
+		for i, c := range cands {
+			v := float64(scores[i])
+			if math.IsNaN(v) {
+				return nil, fmt.Errorf("%s, query %q: NaN score for document %q", label, q.ID, c.ID)
+			}
+			m[c.ID] = v
+		}
+		bar.Add(1)
+	}
+	return run, nil
+}
+
+// newBar draws on w, or nowhere when w is nil.
+func newBar(w io.Writer, n int, label string) *progressbar.ProgressBar {
+	if w == nil {
+		w = io.Discard
+	}
+	return progressbar.NewOptions(n,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription(label),
+		progressbar.OptionShowCount(),
+		progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString("queries"),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }),
+	)
+}

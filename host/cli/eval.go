@@ -1,0 +1,312 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/rerankloop/rerank/configs"
+	"github.com/rerankloop/rerank/evalharness/compare"
+	"github.com/rerankloop/rerank/evalharness/dataset"
+	"github.com/rerankloop/rerank/evalharness/metrics"
+	"github.com/rerankloop/rerank/evalharness/report"
+	"github.com/rerankloop/rerank/evalharness/runner"
+	"github.com/rerankloop/rerank/evalharness/trec"
+	"github.com/rerankloop/rerank/finetune/pairs"
+	"github.com/rerankloop/rerank/host/pluginclient"
+	"github.com/rerankloop/rerank/host/search"
+	"github.com/rerankloop/rerank/plugin/contract"
+)
+
+type evalFlags struct {
+	dataset, split, metric string
+	depth                  int
+	json                   bool
+	html, runs             string
+	model, baseline        string
+	index, analyzer        string
+	k1, b                  float64
+	k1Set, bSet            bool
+	resamples              int
+	seed                   uint64
+	plugin                 pluginclient.Options
+}
+
+func init() {
+	var f evalFlags
+	cmd := &cobra.Command{
+		Use:   "eval --dataset DIR|FILE [--split test] [--metric ndcg@10] [--model DIR [--baseline-model DIR]]",
+		Short: "Evaluate BM25, and optionally reranking models, on a BEIR folder or a flat judgments file",
+		Long: `Evaluate the first stage and optional cross-encoders on judged queries.
+
+--dataset is a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv): the
+first stage is BM25 over a bleve index of the corpus (--index DIR reuses or
+builds one there; without it one is built in a temporary folder). Or it is a flat
+judgments file (JSONL {"query","text","label"} or TSV query/text/label): each
+query's candidates are its rows, first-stage order is the file's order.
+
+--model reranks the first stage's top --depth; --baseline-model scores the same
+candidates with a second checkpoint, and the two are compared (mean difference,
+95% CI by paired bootstrap, p by paired randomization, wins/ties/losses).
+Measures follow trec_eval: ndcg@k, mrr@k, map@k, recall@k, p@k.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			defer stop()
+			f.k1Set, f.bSet = cmd.Flags().Changed("k1"), cmd.Flags().Changed("b")
+			res, err := runEval(ctx, f, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if f.html != "" {
+				if err := writeFileWith(f.html, res.WriteHTML); err != nil {
+					return err
+				}
+			}
+			if f.json {
+				return res.WriteJSON(cmd.OutOrStdout())
+			}
+			if err := res.WriteTable(cmd.OutOrStdout()); err != nil {
+				return err
+			}
+			if f.html != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "\nreport: %s\n", f.html)
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.dataset, "dataset", "", "BEIR folder or flat judgments file (required)")
+	fl.StringVar(&f.split, "split", "test", "qrels split of a BEIR folder")
+	fl.StringVar(&f.metric, "metric", "ndcg@10", "primary measure (ndcg@k, mrr@k, map@k, recall@k, p@k); all defaults are computed too")
+	fl.IntVar(&f.depth, "depth", 100, "first-stage candidates per query (what a model reranks)")
+	fl.BoolVar(&f.json, "json", false, "print one JSON object (every measure, per-query values, comparisons) instead of the table")
+	fl.StringVar(&f.html, "report", "", "write a self-contained HTML report with plots to this file")
+	fl.StringVar(&f.runs, "runs", "", "write each system's ranking as a TREC run file (<role>.run) into this folder")
+	fl.StringVar(&f.model, "model", "", "checkpoint folder of the candidate cross-encoder")
+	fl.StringVar(&f.baseline, "baseline-model", "", "checkpoint folder to compare the candidate with, on the same candidates")
+	fl.StringVar(&f.index, "index", "", "bleve index folder of the corpus: used if present, built there if not")
+	fl.StringVar(&f.analyzer, "analyzer", "", "analyzer when building the index: en or standard (default from the configuration: en)")
+	fl.Float64Var(&f.k1, "k1", 0.9, "BM25 k1 (unset: the configuration's bm25.k1)")
+	fl.Float64Var(&f.b, "b", 0.4, "BM25 b (unset: the configuration's bm25.b)")
+	fl.IntVar(&f.resamples, "resamples", compare.DefaultResamples, "bootstrap resamples and randomization rounds")
+	fl.Uint64Var(&f.seed, "seed", 1, "seed of the bootstrap and randomization test")
+	pluginFlags(fl, &f.plugin)
+	rootCmd.AddCommand(cmd)
+}
+
+func runEval(ctx context.Context, f evalFlags, stderr io.Writer) (*report.Result, error) {
+	if f.dataset == "" {
+		return nil, fmt.Errorf("--dataset is required")
+	}
+	if _, err := metrics.Parse(f.metric); err != nil {
+		return nil, fmt.Errorf("--metric: %w", err)
+	}
+	if f.depth < 1 {
+		return nil, fmt.Errorf("--depth must be at least 1, got %d", f.depth)
+	}
+	if f.baseline != "" && f.model == "" {
+		return nil, fmt.Errorf("--baseline-model needs --model: it is what the candidate is compared with")
+	}
+	st, err := os.Stat(f.dataset)
+	if err != nil {
+		return nil, fmt.Errorf("--dataset: %w", err)
+	}
+	var (
+		pool  *runner.Pool
+		qrels dataset.Qrels
+		first = "file order"
+		meta  = report.Meta{Dataset: filepath.Base(filepath.Clean(f.dataset)), Depth: f.depth}
+	)
+	if st.IsDir() {
+		meta.Split = f.split
+		pool, qrels, first, err = bm25Pool(ctx, f, stderr)
+	} else {
+		var js []dataset.Judgment
+		js, err = dataset.ReadJudgments(f.dataset)
+		if err == nil {
+			pool, qrels = runner.FromJudgments(js)
+			meta.Depth = 0
+			for _, c := range pool.Candidates {
+				meta.Depth = max(meta.Depth, len(c))
+			}
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	systems := []report.System{{Role: report.FirstStage, Name: first, Run: pool.Run()}}
+
+	if f.model != "" {
+		models := []struct{ role, path string }{{report.Baseline, f.baseline}, {report.Candidate, f.model}}
+		client, err := pluginclient.Start(ctx, f.plugin)
+		if err != nil {
+			return nil, err
+		}
+		defer client.Close()
+		for _, m := range models {
+			if m.path == "" {
+				continue
+			}
+			// Both load unserved under their role's name, so one can never evict the other.
+			if _, err := client.Load(ctx, contract.LoadRequest{Path: m.path, Version: m.role}); err != nil {
+				return nil, fmt.Errorf("load %s model %s: %w", m.role, m.path, err)
+			}
+			run, err := runner.Rerank(ctx, pool, pluginScorer{client, m.role}, m.role, stderr)
+			if err != nil {
+				return nil, err
+			}
+			systems = append(systems, report.System{Role: m.role, Name: filepath.Base(filepath.Clean(m.path)), Run: run})
+		}
+	}
+
+	if f.runs != "" {
+		if err := os.MkdirAll(f.runs, 0o755); err != nil {
+			return nil, err
+		}
+		for _, s := range systems {
+			if err := trec.WriteFile(filepath.Join(f.runs, s.Role+".run"), s.Run, s.Role); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return report.Compute(meta, qrels, systems, f.metric, compare.Options{Resamples: f.resamples, Seed: f.seed})
+}
+
+// bm25Pool retrieves the candidates of a BEIR split's queries with BM25.
+func bm25Pool(ctx context.Context, f evalFlags, stderr io.Writer) (*runner.Pool, dataset.Qrels, string, error) {
+	b, err := dataset.OpenBEIR(f.dataset)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	queries, qrels, err := b.SplitQueries(f.split)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	cfg, err := configs.Load(nil)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if !f.k1Set {
+		f.k1 = cfg.BM25.K1
+	}
+	if !f.bSet {
+		f.b = cfg.BM25.B
+	}
+	if err := search.SetBM25(f.k1, f.b); err != nil {
+		return nil, nil, "", err
+	}
+	idx, cleanup, err := evalIndex(ctx, b, f, cfg.BM25.Analyzer, stderr)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	defer cleanup()
+	name := fmt.Sprintf("bm25 (%s, k1 %g, b %g)", idx.Meta().Analyzer, f.k1, f.b)
+	pool, err := runner.Retrieve(ctx, queries, bm25Stage{idx}, f.depth, stderr)
+	return pool, qrels, name, err
+}
+
+// evalIndex opens --index if it holds an index, else builds one there or, with
+// no --index, in a temporary folder. cleanup closes the index and removes a
+// temporary one.
+func evalIndex(ctx context.Context, b *dataset.BEIR, f evalFlags, defaultAnalyzer string, stderr io.Writer) (idx *search.Index, cleanup func(), err error) {
+	if f.index != "" {
+		if idx, err := search.Open(f.index); err == nil {
+			if f.analyzer != "" && f.analyzer != idx.Meta().Analyzer {
+				idx.Close()
+				return nil, nil, fmt.Errorf("index %s was built with the %s analyzer, not %s: pass another --index to build one", f.index, idx.Meta().Analyzer, f.analyzer)
+			}
+			return idx, func() { idx.Close() }, nil
+		}
+	}
+	analyzer := f.analyzer
+	if analyzer == "" {
+		analyzer = defaultAnalyzer
+	}
+	dir, tmp := f.index, ""
+	if dir == "" {
+		if tmp, err = os.MkdirTemp("", "rerank-eval-index-"); err != nil {
+			return nil, nil, err
+		}
+		dir = filepath.Join(tmp, "index")
+	}
+	removeTmp := func() {
+		if tmp != "" {
+			os.RemoveAll(tmp)
+		}
+	}
+	bar := progressbar.NewOptions(-1, progressbar.OptionSetWriter(stderr), progressbar.OptionSetDescription("indexing "+b.CorpusPath()),
+		progressbar.OptionShowCount(), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionOnCompletion(func() { fmt.Fprintln(stderr) }))
+	err = search.Build(ctx, dir, func(fn func(dataset.Doc) error) error { return dataset.ReadCorpus(b.CorpusPath(), fn) },
+		search.Options{Analyzer: analyzer}, func(done, _ int) { bar.Set(done) })
+	bar.Finish()
+	if err == nil {
+		idx, err = search.Open(dir)
+	}
+	if err != nil {
+		removeTmp()
+		return nil, nil, err
+	}
+	return idx, func() { idx.Close(); removeTmp() }, nil
+}
+
+// bm25Stage is the first stage over a bleve index; candidates carry the text a
+// cross-encoder is trained on (title and body joined as in training).
+type bm25Stage struct{ idx *search.Index }
+
+func (s bm25Stage) Search(ctx context.Context, query string, k int) ([]runner.Candidate, error) {
+	hits, _, err := s.idx.Search(ctx, query, k, 0)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]runner.Candidate, len(hits))
+	for i, h := range hits {
+		out[i] = runner.Candidate{ID: h.ID, Text: pairs.DocText(h.Title, h.Text), Score: h.Score}
+	}
+	return out, nil
+}
+
+// pluginScorer scores with one loaded model of the plugin, in requests of at
+// most scoreBatch documents (the plugin bounds a request's size).
+type pluginScorer struct {
+	r       contract.Reranker
+	version string
+}
+
+const scoreBatch = 256
+
+func (p pluginScorer) Score(ctx context.Context, query string, docs []runner.Candidate) ([]float32, error) {
+	out := make([]float32, 0, len(docs))
+	for start := 0; start < len(docs); start += scoreBatch {
+		req := contract.RerankRequest{Query: query, Model: p.version}
+		for _, d := range docs[start:min(len(docs), start+scoreBatch)] {
+			req.Documents = append(req.Documents, contract.Document{ID: d.ID, Text: d.Text})
+		}
+		resp, err := p.r.Rerank(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, resp.Scores...)
+	}
+	return out, nil
+}
+
+// writeFileWith creates path and fills it with write.
+func writeFileWith(path string, write func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return f.Close()
+}

@@ -1,0 +1,139 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+
+	"github.com/rerankloop/rerank/evalharness/dataset"
+	"github.com/rerankloop/rerank/evalharness/metrics"
+	"github.com/rerankloop/rerank/evalharness/report"
+	"github.com/rerankloop/rerank/evalharness/trec"
+)
+
+const scifactSample = "../../testdata/scifact-sample"
+
+// evalCLI runs the command line with args, every flag of the command reset
+// to its default first (cobra keeps values between runs in one process).
+func evalCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd, _, err := rootCmd.Find(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		f.Value.Set(f.DefValue)
+		f.Changed = false
+	})
+	var out, errOut bytes.Buffer
+	rootCmd.SetOut(&out)
+	rootCmd.SetErr(&errOut)
+	rootCmd.SetArgs(args)
+	err = rootCmd.Execute()
+	return out.String(), err
+}
+
+func TestEvalBEIRSample(t *testing.T) {
+	dir := t.TempDir()
+	index, page, runs := filepath.Join(dir, "index"), filepath.Join(dir, "r.html"), filepath.Join(dir, "runs")
+	out, err := evalCLI(t, "eval", "--dataset", scifactSample, "--split", "test", "--json", "--index", index, "--report", page, "--runs", runs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res report.Result
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("--json output is not JSON: %v\n%s", err, out)
+	}
+	qrels, err := dataset.ReadQrels(filepath.Join(scifactSample, "qrels", "test.tsv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Queries != len(qrels) || res.Split != "test" || res.Dataset != "scifact-sample" || len(res.Systems) != 1 {
+		t.Fatalf("result %+v", res)
+	}
+	bm25 := res.Systems[0]
+	ndcg := bm25.Means["ndcg@10"]
+	// BM25 on this sample measured 0.77; a broken index or analyzer falls far below.
+	if ndcg < 0.7 || ndcg > 0.85 || !strings.Contains(bm25.Name, "en, k1 0.9, b 0.4") {
+		t.Fatalf("BM25 %s NDCG@10 %v", bm25.Name, ndcg)
+	}
+	// The run written to disk scores the same.
+	run, err := trec.ReadFile(filepath.Join(runs, "first_stage.run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for q := range qrels {
+		if run[q] == nil {
+			run[q] = map[string]float64{} // nothing found: absent from the file
+		}
+	}
+	per, err := metrics.Evaluate(run, qrels, metrics.Measure{Kind: metrics.NDCG, K: 10})
+	if err != nil || math.Abs(metrics.Mean(per["ndcg@10"])-ndcg) > 1e-12 {
+		t.Fatalf("run file gives %v, JSON %v (%v)", metrics.Mean(per["ndcg@10"]), ndcg, err)
+	}
+	if html, err := os.ReadFile(page); err != nil || !bytes.Contains(html, []byte("<svg")) {
+		t.Fatalf("report: %v", err)
+	}
+
+	// The index is reused: asking for another analyzer is an error, not a silent rebuild.
+	if _, err := evalCLI(t, "eval", "--dataset", scifactSample, "--index", index, "--analyzer", "standard"); err == nil || !strings.Contains(err.Error(), "built with the en analyzer") {
+		t.Fatalf("analyzer mismatch: %v", err)
+	}
+	out, err = evalCLI(t, "eval", "--dataset", scifactSample, "--index", index, "--metric", "mrr@10", "--k1", "1.2", "--b", "0.75")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"scifact-sample (test): " + strconv.Itoa(len(qrels)) + " queries", "k1 1.2, b 0.75", "mrr@10", "ndcg@10"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestEvalFlatFile(t *testing.T) {
+	// q1's relevant row comes second in the file, q2's first.
+	path := filepath.Join(t.TempDir(), "flat.jsonl")
+	os.WriteFile(path, []byte(`{"query":"aspirin","text":"statins","label":0}
+{"query":"aspirin","text":"aspirin prevents heart attacks","label":1}
+{"query":"vitamin d","text":"vitamin d and bones","label":2}
+{"query":"vitamin d","text":"unrelated","label":0}
+`), 0o644)
+	out, err := evalCLI(t, "eval", "--dataset", path, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res report.Result
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	s := res.Systems[0]
+	if res.Queries != 2 || res.Depth != 2 || s.Name != "file order" || s.PerQuery["mrr@10"]["q1"] != 0.5 || s.PerQuery["mrr@10"]["q2"] != 1 {
+		t.Fatalf("result %+v", res)
+	}
+}
+
+func TestEvalErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"eval"}, "--dataset is required"},
+		{[]string{"eval", "--dataset", "no/such/dir"}, "no/such/dir"},
+		{[]string{"eval", "--dataset", scifactSample, "--metric", "bleu"}, "--metric"},
+		{[]string{"eval", "--dataset", scifactSample, "--depth", "0"}, "--depth"},
+		{[]string{"eval", "--dataset", scifactSample, "--split", "dev"}, `no split "dev"`},
+		{[]string{"eval", "--dataset", scifactSample, "--baseline-model", "x"}, "needs --model"},
+		{[]string{"eval", "--dataset", scifactSample, "--model", "m", "--plugin", "/no/plugin"}, "plugin binary"},
+	} {
+		if _, err := evalCLI(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}

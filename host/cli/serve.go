@@ -1,0 +1,140 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rerankloop/rerank/configs"
+	"github.com/rerankloop/rerank/host/clicklog"
+	"github.com/rerankloop/rerank/host/pluginclient"
+	"github.com/rerankloop/rerank/host/search"
+	"github.com/rerankloop/rerank/host/server"
+	"github.com/rerankloop/rerank/plugin/contract"
+)
+
+func init() {
+	cmd := &cobra.Command{
+		Use:   "serve [--config FILE] [--listen ADDR] [--index DIR] [--data-dir DIR]",
+		Short: "Serve search, clicks, the web page and /v1/rerank over HTTP",
+		Long: `Serve the search host: GET|POST /search, POST|GET /click, the search page at /,
+POST /v1/rerank (Cohere's shape), /admin/docs (bearer token), /healthz, /readyz
+and /metrics. Searches and clicks are logged to <data-dir>/events.db.
+
+With rerank.model_path set, the model plugin is started and reorders BM25's top
+K; if it is down or slow, searches answer in BM25 order ("reranked": false).
+Stops cleanly on SIGINT or SIGTERM.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := configs.Load(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return serve(ctx, cfg, cmd.ErrOrStderr(), nil)
+		},
+	}
+	configs.AddFlags(cmd.Flags())
+	rootCmd.AddCommand(cmd)
+}
+
+func newLogger(cfg configs.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.Log.Level)) // checked by configs
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serve runs the host until ctx ends. ready, when not nil, receives the
+// address actually listened on (useful with port 0).
+func serve(ctx context.Context, cfg configs.Config, logw io.Writer, ready func(addr string)) error {
+	logger := newLogger(cfg, logw)
+	if err := search.SetBM25(cfg.BM25.K1, cfg.BM25.B); err != nil {
+		return err
+	}
+	ix, err := search.Open(cfg.IndexDir)
+	if err != nil {
+		return err
+	}
+	defer ix.Close()
+
+	metrics := server.NewMetrics()
+	logOpts, err := clickLogOptions(cfg)
+	if err != nil {
+		return err
+	}
+	logOpts.OnWrite = metrics.ObserveLogWrite
+	logOpts.Logger = logger
+	store, err := clicklog.Open(cfg.DataDir, logOpts)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	var reranker contract.Reranker
+	if cfg.Rerank.ModelPath != "" {
+		pc, err := pluginclient.Start(ctx, pluginclient.Options{
+			PluginPath: cfg.Rerank.PluginPath,
+			ModelPath:  cfg.Rerank.ModelPath,
+			Log:        logger,
+		})
+		if err != nil {
+			return fmt.Errorf("start the reranker (unset rerank.model_path to serve BM25 only): %w", err)
+		}
+		defer pc.Close()
+		reranker = pc
+	}
+
+	srv, err := server.New(server.Options{Index: ix, Reranker: reranker, Log: store, Config: cfg, Logger: logger, Metrics: metrics})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadTimeout:       cfg.HTTP.ReadTimeout,
+		ReadHeaderTimeout: cfg.HTTP.ReadTimeout,
+		WriteTimeout:      cfg.HTTP.WriteTimeout,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	docs, _ := ix.Count()
+	logger.Info("serving", "addr", "http://"+ln.Addr().String(), "index", cfg.IndexDir, "documents", docs,
+		"analyzer", ix.Meta().Analyzer, "data_dir", cfg.DataDir, "reranker", reranker != nil, "config", cfg.File())
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownTimeout)
+	defer cancel()
+	err = hs.Shutdown(sctx)
+	srv.Drain() // impressions answered before their commit reach the log before it closes
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("shutdown: requests still running after %s", cfg.HTTP.ShutdownTimeout)
+	}
+	return err
+}

@@ -1,0 +1,150 @@
+package pluginclient
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rerankloop/rerank/plugin/contract"
+)
+
+// pluginBin builds bin/rerank-plugin once for the package's tests; the cgo
+// flags come from the environment `make test` sets.
+var pluginBin = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "rerank-plugin")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "rerank-plugin")
+	out, err := exec.Command("go", "build", "-o", bin, "../../plugin/cmd/rerank-plugin").CombinedOutput()
+	if err != nil {
+		return "", errors.New(string(out))
+	}
+	return bin, nil
+})
+
+func start(t *testing.T, opts Options) *Client {
+	t.Helper()
+	bin, err := pluginBin()
+	if err != nil {
+		t.Fatalf("building the plugin (run through `make test`, which sets the cgo flags): %v", err)
+	}
+	opts.PluginPath = bin
+	opts.Device = "cpu"
+	c, err := Start(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+var docs = []contract.Document{{ID: "a", Text: "Aspirin lowers the risk of heart attack."}, {ID: "b", Text: "The sky is blue."}}
+
+func TestRerankThroughThePluginProcess(t *testing.T) {
+	c := start(t, Options{ModelPath: "../../plugin/testdata/tiny-ce", ModelVersion: "tiny"})
+	resp, err := c.Rerank(context.Background(), contract.RerankRequest{Query: "aspirin heart", Documents: docs, TopN: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Scores) != 2 || len(resp.Ranking) != 1 || resp.ModelVersion != "tiny" {
+		t.Fatalf("response %+v", resp)
+	}
+	infos, err := c.Info(context.Background())
+	if err != nil || len(infos) != 1 || !infos[0].Serving || infos[0].Device != "cpu" || len(infos[0].CheckpointHash) != 64 {
+		t.Fatalf("info %+v, %v", infos, err)
+	}
+	// Errors keep their kind across the process boundary.
+	if _, err := c.Rerank(context.Background(), contract.RerankRequest{Query: "", Documents: docs}); !errors.Is(err, contract.ErrInvalidRequest) {
+		t.Errorf("empty query: %v", err)
+	}
+	if _, err := c.Rerank(context.Background(), contract.RerankRequest{Query: "q", Documents: docs, Model: "other"}); !errors.Is(err, contract.ErrNoModel) {
+		t.Errorf("unknown model: %v", err)
+	}
+	if _, err := c.Load(context.Background(), contract.LoadRequest{Path: t.TempDir()}); err == nil {
+		t.Error("loading an empty folder succeeded")
+	}
+}
+
+func TestChecksumMismatchIsRefused(t *testing.T) {
+	bin, err := pluginBin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Start(context.Background(), Options{PluginPath: bin, Checksum: strings.Repeat("ab", 32)})
+	if err == nil {
+		t.Fatal("a plugin whose checksum does not match was started")
+	}
+}
+
+// TestKilledPluginIsRestarted kills the plugin with SIGKILL under concurrent
+// load: every call either succeeds or fails with an error (none hangs or is
+// lost), the client notices within a second, and calls succeed again after
+// the restart with the model reloaded.
+func TestKilledPluginIsRestarted(t *testing.T) {
+	c := start(t, Options{ModelPath: "../../plugin/testdata/tiny-ce", ModelVersion: "tiny", CallTimeout: 5 * time.Second})
+	var ok, failed, unavailable atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, err := c.Rerank(context.Background(), contract.RerankRequest{Query: "aspirin", Documents: docs})
+				switch {
+				case err == nil:
+					ok.Add(1)
+				case errors.Is(err, contract.ErrUnavailable):
+					unavailable.Add(1)
+					time.Sleep(5 * time.Millisecond)
+				default:
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	pid := c.pid()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	for c.pid() == pid || c.pid() == 0 {
+		if time.Since(killed) > 30*time.Second {
+			t.Fatal("plugin not restarted within 30 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Down is noticed by the poll (100 ms); the restart itself takes longer.
+	noticed := c.downSince()
+	if noticed.IsZero() || noticed.Sub(killed) > time.Second {
+		t.Errorf("crash noticed %v after the kill, want under 1 s", noticed.Sub(killed))
+	}
+	close(stop)
+	wg.Wait()
+	resp, err := c.Rerank(context.Background(), contract.RerankRequest{Query: "aspirin", Documents: docs})
+	if err != nil || resp.ModelVersion != "tiny" {
+		t.Fatalf("after restart: %+v, %v", resp, err)
+	}
+	if c.Restarts() != 1 {
+		t.Errorf("restarts = %d, want 1", c.Restarts())
+	}
+	t.Logf("calls: %d ok, %d unavailable (fast fallback), %d other errors", ok.Load(), unavailable.Load(), failed.Load())
+	if ok.Load() == 0 || unavailable.Load()+failed.Load() == 0 {
+		t.Errorf("the load did not straddle the crash: %d ok, %d failed", ok.Load(), unavailable.Load()+failed.Load())
+	}
+}

@@ -1,0 +1,340 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"math"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/rerankloop/rerank/host/clicklog"
+	"github.com/rerankloop/rerank/host/search"
+	"github.com/rerankloop/rerank/plugin/contract"
+)
+
+// maxIDField bounds user and session ids (the click log's limit).
+const maxIDField = 256
+
+// searchRequest is the body of POST /search; GET takes the same names as
+// query parameters (and q for query).
+type searchRequest struct {
+	Query   string `json:"query"`
+	Size    *int   `json:"size"`
+	From    *int   `json:"from"`
+	K       *int   `json:"k"`
+	User    string `json:"user"`
+	Session string `json:"session"`
+}
+
+// params is a checked search request.
+type params struct {
+	query         string
+	size, from, k int
+	user, session string
+}
+
+// SearchHit is one result.
+type SearchHit struct {
+	ID         string        `json:"id"`
+	Title      string        `json:"title"`
+	Snippet    string        `json:"snippet"`
+	Highlights []search.Span `json:"highlights"`
+	Rank       int           `json:"rank"` // final, 1-based, across pages
+	BM25Score  float64       `json:"bm25_score"`
+	BM25Rank   int           `json:"bm25_rank"`
+	// RerankScore is set when the reranker scored this hit.
+	RerankScore *float64 `json:"rerank_score,omitempty"`
+}
+
+// SearchResponse answers /search.
+type SearchResponse struct {
+	SearchID     string      `json:"search_id"`
+	Query        string      `json:"query"`
+	Total        int         `json:"total"`
+	From         int         `json:"from"`
+	Size         int         `json:"size"`
+	K            int         `json:"k"`
+	Reranked     bool        `json:"reranked"`
+	ModelVersion string      `json:"model_version,omitempty"`
+	Logged       bool        `json:"logged"` // clicks on this search can be recorded
+	TookMS       float64     `json:"took_ms"`
+	Hits         []SearchHit `json:"hits"`
+}
+
+func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) {
+	var req searchRequest
+	if r.Method == http.MethodPost {
+		if err := s.readJSON(w, r, &req, true); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	} else if err := queryRequest(r.URL.Query(), &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	p, err := s.check(req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	resp, err := s.search(r.Context(), p)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// queryRequest reads GET parameters into req.
+func queryRequest(q url.Values, req *searchRequest) error {
+	for name, vals := range q {
+		for _, v := range vals {
+			if !utf8.ValidString(v) {
+				return badRequest("parameter %q is not valid UTF-8", name)
+			}
+		}
+	}
+	req.Query = q.Get("query")
+	if req.Query == "" {
+		req.Query = q.Get("q")
+	}
+	req.User, req.Session = q.Get("user"), q.Get("session")
+	for _, f := range []struct {
+		name string
+		dst  **int
+	}{{"size", &req.Size}, {"from", &req.From}, {"k", &req.K}} {
+		v := q.Get(f.name)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return badRequest("%s must be an integer, got %q", f.name, clip(v, 40))
+		}
+		*f.dst = &n
+	}
+	return nil
+}
+
+// check applies the configured limits, naming the parameter at fault.
+func (s *Server) check(req searchRequest) (params, error) {
+	c := s.cfg
+	p := params{query: strings.TrimSpace(req.Query), size: c.Search.DefaultSize, k: c.Rerank.Window, user: req.User, session: req.Session}
+	if !utf8.ValidString(req.Query) {
+		return p, badRequest("query is not valid UTF-8")
+	}
+	if p.query == "" {
+		return p, badRequest("query is empty: pass query (or q) with the words to search for")
+	}
+	if len(p.query) > c.Search.MaxQueryBytes {
+		return p, badRequest("query is %d bytes long, over the %d-byte limit", len(p.query), c.Search.MaxQueryBytes)
+	}
+	if req.Size != nil {
+		p.size = *req.Size
+	}
+	if p.size < 1 || p.size > c.Search.MaxSize {
+		return p, badRequest("size must be 1 to %d, got %d", c.Search.MaxSize, p.size)
+	}
+	if req.From != nil {
+		p.from = *req.From
+	}
+	if p.from < 0 || p.from > c.Search.MaxFrom {
+		return p, badRequest("from must be 0 to %d, got %d", c.Search.MaxFrom, p.from)
+	}
+	if req.K != nil {
+		p.k = *req.K
+	}
+	if p.k < 0 || p.k > c.Rerank.MaxWindow {
+		return p, badRequest("k (rerank window) must be 0 to %d, got %d; 0 keeps BM25 order", c.Rerank.MaxWindow, p.k)
+	}
+	for _, f := range []struct{ name, v string }{{"user", p.user}, {"session", p.session}} {
+		if !utf8.ValidString(f.v) {
+			return p, badRequest("%s is not valid UTF-8", f.name)
+		}
+		if len(f.v) > maxIDField {
+			return p, badRequest("%s is %d bytes long, over the %d-byte limit", f.name, len(f.v), maxIDField)
+		}
+	}
+	return p, nil
+}
+
+// search runs BM25, the rerank stage when the page falls in the window, and
+// logs the impression.
+func (s *Server) search(ctx context.Context, p params) (*SearchResponse, error) {
+	start := time.Now()
+	rerank := s.reranker != nil && p.k > 0 && p.from < p.k
+	// To rerank, BM25's top max(K, from+size) are needed from rank 1;
+	// otherwise just the page.
+	n, offset := p.size, p.from
+	if rerank {
+		n, offset = max(p.k, p.from+p.size), 0
+	}
+	t := time.Now()
+	hits, total, err := s.ix.Search(ctx, p.query, n, offset)
+	s.metrics.observeStage("bm25", t)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, &apiError{http.StatusServiceUnavailable, "search cancelled: " + ctx.Err().Error()}
+		}
+		return nil, err
+	}
+	bm25Rank := make(map[string]int, len(hits))
+	for i, h := range hits {
+		bm25Rank[h.ID] = offset + i + 1
+	}
+
+	resp := &SearchResponse{SearchID: newID(), Query: p.query, Total: total, From: p.from, Size: p.size, K: p.k, Hits: []SearchHit{}}
+	var scores map[string]float64
+	if rerank && len(hits) > 0 {
+		hits, scores, resp.ModelVersion = s.rerank(ctx, p.query, hits, min(p.k, len(hits)))
+		resp.Reranked = scores != nil
+	}
+	s.metrics.searches.WithLabelValues(strconv.FormatBool(resp.Reranked)).Inc()
+	if rerank {
+		hits = hits[min(p.from, len(hits)):]
+		hits = hits[:min(p.size, len(hits))]
+	}
+
+	shown := make([]clicklog.Shown, len(hits))
+	for i, h := range hits {
+		snippet, spans := s.ix.Snippet(p.query, h.Text, s.cfg.Search.SnippetChars)
+		hit := SearchHit{ID: h.ID, Title: h.Title, Snippet: snippet, Highlights: spans, Rank: p.from + i + 1, BM25Score: h.Score, BM25Rank: bm25Rank[h.ID]}
+		if hit.Highlights == nil {
+			hit.Highlights = []search.Span{}
+		}
+		shown[i] = clicklog.Shown{DocID: h.ID, Position: hit.Rank, BM25: h.Score}
+		if sc, ok := scores[h.ID]; ok {
+			hit.RerankScore = &sc
+			shown[i].Rerank, shown[i].HasRerank = sc, true
+		}
+		resp.Hits = append(resp.Hits, hit)
+	}
+
+	if s.log != nil {
+		resp.Logged = s.logSearch(ctx, clicklog.Impression{
+			SearchID: resp.SearchID, Time: start, Query: p.query, UserID: p.user, SessionID: p.session,
+			ModelVersion: resp.ModelVersion, Reranked: resp.Reranked, Results: shown,
+		})
+	}
+	resp.TookMS = float64(time.Since(start).Microseconds()) / 1000
+	return resp, nil
+}
+
+// rerank orders the first window hits by the reranker's scores (ties keep
+// BM25 order) and leaves the rest in BM25 order. On any failure it returns
+// hits unchanged and nil scores: the search still answers.
+func (s *Server) rerank(ctx context.Context, query string, hits []search.Hit, window int) ([]search.Hit, map[string]float64, string) {
+	t := time.Now()
+	defer s.metrics.observeStage("rerank", t)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Rerank.Deadline)
+	defer cancel()
+	docs := make([]contract.Document, window)
+	for i, h := range hits[:window] {
+		docs[i] = contract.Document{ID: h.ID, Text: docText(h.Title, h.Text)}
+	}
+	res, err := s.reranker.Rerank(ctx, contract.RerankRequest{Query: query, Documents: docs})
+	if err == nil && len(res.Scores) != window {
+		err = errBadResponse
+	}
+	if err == nil {
+		for _, sc := range res.Scores {
+			if math.IsNaN(float64(sc)) || math.IsInf(float64(sc), 0) {
+				err = errBadResponse
+				break
+			}
+		}
+	}
+	if err != nil {
+		reason := "error"
+		switch {
+		case errors.Is(err, contract.ErrUnavailable):
+			reason = "unavailable"
+		case errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil:
+			reason = "deadline"
+		case errors.Is(err, errBadResponse):
+			reason = "bad_response"
+		}
+		s.metrics.fallbacks.WithLabelValues(reason).Inc()
+		s.logger.Warn("rerank failed; answering in BM25 order", "reason", reason, "err", err)
+		return hits, nil, ""
+	}
+	order := make([]int, window)
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return res.Scores[order[a]] > res.Scores[order[b]] })
+	out := make([]search.Hit, 0, len(hits))
+	scores := make(map[string]float64, window)
+	for _, i := range order {
+		out = append(out, hits[i])
+		scores[hits[i].ID] = float64(res.Scores[i])
+	}
+	return append(out, hits[window:]...), scores, res.ModelVersion
+}
+
+var errBadResponse = errors.New("reranker returned a score count that does not match the documents, or a non-finite score")
+
+// docText is what the cross-encoder reads for a document: title, then text.
+func docText(title, text string) string {
+	if title == "" {
+		return text
+	}
+	if text == "" {
+		return title
+	}
+	return title + " " + text
+}
+
+// logSearch hands the impression to the click log. With durable_searches it
+// waits for the commit; otherwise it returns once the impression is queued
+// (commits keep order, so clicks on it find it) and a goroutine reports the
+// outcome. It says whether clicks on the search can be recorded.
+func (s *Server) logSearch(ctx context.Context, imp clicklog.Impression) bool {
+	t := time.Now()
+	defer s.metrics.observeStage("log", t)
+	if s.cfg.ClickLog.DurableSearches {
+		if err := s.log.LogSearch(ctx, imp); err != nil {
+			s.logger.Error("search not logged", "search_id", imp.SearchID, "err", err)
+			return false
+		}
+		return true
+	}
+	p, err := s.log.SubmitSearch(ctx, imp)
+	if err != nil {
+		s.logger.Error("search not logged", "search_id", imp.SearchID, "err", err)
+		return false
+	}
+	s.pending.Add(1)
+	go func() {
+		defer s.pending.Done()
+		if err := p.Wait(context.Background()); err != nil {
+			s.logger.Error("search not logged", "search_id", imp.SearchID, "err", err)
+		}
+	}()
+	return true
+}
+
+// newID is a random search id: 128 bits, hex.
+func newID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// clip shortens s for an error message.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,333 @@
+// Package bert is a BERT cross-encoder on gotch (libtorch), equal to
+// transformers' BertForSequenceClassification with one label. Every method
+// must run on the one goroutine that owns the model with its OS thread locked
+// (libtorch's grad mode and gotch's error slot are per thread).
+package bert
+
+import (
+	"fmt"
+	"math"
+	"path/filepath"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/rerankloop/rerank/plugin/checkpoint"
+)
+
+type layer struct {
+	// query, key and value are fused into one [3H, H] projection: one GEMM
+	// instead of three; split again when saving.
+	qkvW, qkvB, attnOutW, attnOutB, attnLnW, attnLnB *ts.Tensor
+	interW, interB, outW, outB, outLnW, outLnB       *ts.Tensor
+}
+
+// Model holds the parameters on Device.
+type Model struct {
+	Cfg    checkpoint.Config
+	Device gotch.Device
+
+	wordEmb, posEmb, typeEmb, embLnW, embLnB *ts.Tensor
+	layers                                   []layer
+	poolW, poolB, clsW, clsB                 *ts.Tensor
+	// params lists every parameter once, for the optimizer and for Free.
+	params []*ts.Tensor
+	// decay marks the params that take weight decay (not biases or LayerNorm).
+	decay []bool
+}
+
+// New builds a model from weights named as transformers names them (see
+// checkpoint.Config.Shapes); every tensor must be present.
+func New(cfg checkpoint.Config, w map[string]checkpoint.Tensor, device gotch.Device) (m *Model, err error) {
+	defer guard(&err)
+	m = &Model{Cfg: cfg, Device: device}
+	param := func(decay bool, names ...string) *ts.Tensor {
+		// Several names are concatenated along dim 0 (the fused QKV projection).
+		var data []float32
+		shape := append([]int64(nil), w[names[0]].Shape...)
+		shape[0] = 0
+		for _, n := range names {
+			t, ok := w[n]
+			if !ok {
+				panic(torchError{fmt.Errorf("tensor %q is missing", n)})
+			}
+			data = append(data, t.Data...)
+			shape[0] += t.Shape[0]
+		}
+		t, err := ts.NewTensorFromData(data, shape)
+		if err != nil {
+			panic(torchError{err})
+		}
+		if device != gotch.CPU {
+			moved, err := t.To(device, true)
+			if err != nil {
+				panic(torchError{err})
+			}
+			t = moved
+		}
+		m.params = append(m.params, t)
+		m.decay = append(m.decay, decay)
+		return t
+	}
+	m.wordEmb = param(true, "bert.embeddings.word_embeddings.weight")
+	m.posEmb = param(true, "bert.embeddings.position_embeddings.weight")
+	m.typeEmb = param(true, "bert.embeddings.token_type_embeddings.weight")
+	m.embLnW = param(false, "bert.embeddings.LayerNorm.weight")
+	m.embLnB = param(false, "bert.embeddings.LayerNorm.bias")
+	for i := 0; i < cfg.NumLayers; i++ {
+		p := fmt.Sprintf("bert.encoder.layer.%d.", i)
+		qkv := func(suffix string) []string {
+			return []string{p + "attention.self.query." + suffix, p + "attention.self.key." + suffix, p + "attention.self.value." + suffix}
+		}
+		m.layers = append(m.layers, layer{
+			qkvW: param(true, qkv("weight")...), qkvB: param(false, qkv("bias")...),
+			attnOutW: param(true, p+"attention.output.dense.weight"), attnOutB: param(false, p+"attention.output.dense.bias"),
+			attnLnW: param(false, p+"attention.output.LayerNorm.weight"), attnLnB: param(false, p+"attention.output.LayerNorm.bias"),
+			interW: param(true, p+"intermediate.dense.weight"), interB: param(false, p+"intermediate.dense.bias"),
+			outW: param(true, p+"output.dense.weight"), outB: param(false, p+"output.dense.bias"),
+			outLnW: param(false, p+"output.LayerNorm.weight"), outLnB: param(false, p+"output.LayerNorm.bias"),
+		})
+	}
+	m.poolW = param(true, "bert.pooler.dense.weight")
+	m.poolB = param(false, "bert.pooler.dense.bias")
+	m.clsW = param(true, "classifier.weight")
+	m.clsB = param(false, "classifier.bias")
+	return m, nil
+}
+
+// LoadReport says what Load did beyond reading tensors.
+type LoadReport struct {
+	// Initialised lists head tensors the checkpoint lacked (a plain encoder)
+	// and that were drawn from the seed.
+	Initialised []string
+}
+
+// Load reads a Hugging Face checkpoint folder. A plain BertModel gets a fresh
+// pooler/classifier head from seed; the report says so.
+func Load(dir string, device gotch.Device, seed uint64) (*Model, LoadReport, error) {
+	cfg, err := checkpoint.ReadConfig(dir)
+	if err != nil {
+		return nil, LoadReport{}, err
+	}
+	w, missing, err := checkpoint.ReadWeights(dir, cfg)
+	if err != nil {
+		return nil, LoadReport{}, err
+	}
+	checkpoint.InitTensors(cfg, w, missing, seed)
+	m, err := New(cfg, w, device)
+	if err != nil {
+		return nil, LoadReport{}, fmt.Errorf("%s: %w", filepath.Join(dir, checkpoint.WeightsFile), err)
+	}
+	return m, LoadReport{Initialised: missing}, nil
+}
+
+// Weights copies the parameters back to host memory under transformers' names.
+func (m *Model) Weights() (w map[string]checkpoint.Tensor, err error) {
+	defer guard(&err)
+	w = map[string]checkpoint.Tensor{}
+	get := func(t *ts.Tensor, names ...string) {
+		cpu := t
+		if m.Device != gotch.CPU {
+			var s scope
+			cpu = s.keep(t.To(gotch.CPU, false))
+			defer s.free()
+		}
+		shape := cpu.MustSize()
+		n := int64(1)
+		for _, d := range shape {
+			n *= d
+		}
+		data := make([]float32, n)
+		if err := cpu.CopyData(data, uint(n)); err != nil {
+			panic(torchError{err})
+		}
+		rows := shape[0] / int64(len(names)) // fused tensors split evenly along dim 0
+		per := n / int64(len(names))
+		for i, name := range names {
+			s := append([]int64{rows}, shape[1:]...)
+			w[name] = checkpoint.Tensor{Shape: s, Data: data[int64(i)*per : int64(i+1)*per]}
+		}
+	}
+	get(m.wordEmb, "bert.embeddings.word_embeddings.weight")
+	get(m.posEmb, "bert.embeddings.position_embeddings.weight")
+	get(m.typeEmb, "bert.embeddings.token_type_embeddings.weight")
+	get(m.embLnW, "bert.embeddings.LayerNorm.weight")
+	get(m.embLnB, "bert.embeddings.LayerNorm.bias")
+	for i, l := range m.layers {
+		p := fmt.Sprintf("bert.encoder.layer.%d.", i)
+		get(l.qkvW, p+"attention.self.query.weight", p+"attention.self.key.weight", p+"attention.self.value.weight")
+		get(l.qkvB, p+"attention.self.query.bias", p+"attention.self.key.bias", p+"attention.self.value.bias")
+		get(l.attnOutW, p+"attention.output.dense.weight")
+		get(l.attnOutB, p+"attention.output.dense.bias")
+		get(l.attnLnW, p+"attention.output.LayerNorm.weight")
+		get(l.attnLnB, p+"attention.output.LayerNorm.bias")
+		get(l.interW, p+"intermediate.dense.weight")
+		get(l.interB, p+"intermediate.dense.bias")
+		get(l.outW, p+"output.dense.weight")
+		get(l.outB, p+"output.dense.bias")
+		get(l.outLnW, p+"output.LayerNorm.weight")
+		get(l.outLnB, p+"output.LayerNorm.bias")
+	}
+	get(m.poolW, "bert.pooler.dense.weight")
+	get(m.poolB, "bert.pooler.dense.bias")
+	get(m.clsW, "classifier.weight")
+	get(m.clsB, "classifier.bias")
+	return w, nil
+}
+
+// Save writes the checkpoint folder (config.json, model.safetensors and the
+// given tokenizer.json) as transformers' save_pretrained lays it out.
+func (m *Model) Save(dir string, tokenizerJSON []byte) error {
+	w, err := m.Weights()
+	if err != nil {
+		return err
+	}
+	return checkpoint.Write(dir, m.Cfg, w, tokenizerJSON)
+}
+
+// Params returns every parameter and whether it takes weight decay.
+func (m *Model) Params() ([]*ts.Tensor, []bool) { return m.params, m.decay }
+
+// Free releases the parameters now rather than at the next GC.
+func (m *Model) Free() {
+	for _, p := range m.params {
+		p.Drop()
+	}
+	m.params = nil
+}
+
+// Batch is a padded batch of encoded pairs in row-major [Size, Len] order.
+type Batch struct {
+	Size, Len int
+	IDs       []int64
+	TypeIDs   []int64
+	// Lengths holds each row's real length; positions past it are padding.
+	Lengths []int
+}
+
+// maskedScore is added to attention scores of padding positions:
+// transformers uses the dtype's minimum so padding gets exactly zero weight.
+const maskedScore = -math.MaxFloat32
+
+// Forward returns one logit per row of b, shape [Size]. With train set,
+// dropout is applied (hidden and attention probabilities, p from config) and
+// autograd records the graph; the caller frees the result.
+func (m *Model) Forward(b Batch, train bool) (logits *ts.Tensor, err error) {
+	defer guard(&err)
+	if len(b.IDs) != b.Size*b.Len || len(b.TypeIDs) != len(b.IDs) || len(b.Lengths) != b.Size {
+		return nil, fmt.Errorf("malformed batch: %d ids, %d type ids, %d lengths for %d x %d", len(b.IDs), len(b.TypeIDs), len(b.Lengths), b.Size, b.Len)
+	}
+	if b.Len > m.Cfg.MaxPositions {
+		return nil, fmt.Errorf("sequence length %d exceeds the model's %d positions", b.Len, m.Cfg.MaxPositions)
+	}
+	for _, id := range b.IDs {
+		if id < 0 || id >= int64(m.Cfg.VocabSize) {
+			return nil, fmt.Errorf("token id %d outside the vocabulary of %d", id, m.Cfg.VocabSize)
+		}
+	}
+	B, T, H := int64(b.Size), int64(b.Len), int64(m.Cfg.HiddenSize)
+	mask := make([]float32, b.Size*b.Len)
+	for i, n := range b.Lengths {
+		for j := n; j < b.Len; j++ {
+			mask[i*b.Len+j] = maskedScore
+		}
+	}
+	// in holds the inputs; s holds the current stage and is emptied after
+	// every layer (autograd keeps its own references to what backward needs).
+	var in, s scope
+	defer in.free()
+	defer s.free()
+	onDevice := func(t *ts.Tensor, err error) *ts.Tensor {
+		t = in.keep(t, err)
+		if m.Device != gotch.CPU {
+			t = in.keep(t.To(m.Device, false))
+		}
+		return t
+	}
+	ids := onDevice(ts.NewTensorFromData(b.IDs, []int64{B, T}))
+	types := onDevice(ts.NewTensorFromData(b.TypeIDs, []int64{B, T}))
+	attnMask := onDevice(ts.NewTensorFromData(mask, []int64{B, 1, 1, T}))
+
+	x := s.keep(ts.Embedding(m.wordEmb, ids, -1, false, false))
+	x = s.keep(x.Add(s.keep(ts.Embedding(m.typeEmb, types, -1, false, false)), false))
+	x = s.keep(x.Add(s.keep(m.posEmb.Narrow(0, 0, T, false)), false))
+	x = s.keep(ts.LayerNorm(x, []int64{H}, m.embLnW, m.embLnB, m.Cfg.LayerNormEps, false))
+	x = m.dropout(&s, x, "hidden_dropout_prob", train)
+	for i := range m.layers {
+		next, err := m.layer(&m.layers[i], x, attnMask, B, T, train)
+		if err != nil {
+			return nil, err
+		}
+		s.free()
+		x = s.keep(next, nil)
+	}
+	cls := s.keep(x.Select(1, 0, false))
+	pooled := s.keep(s.keep(ts.Linear(cls, m.poolW, m.poolB)).Tanh(false))
+	pooled = m.dropout(&s, pooled, "classifier_dropout", train)
+	out := s.keep(ts.Linear(pooled, m.clsW, m.clsB))
+	logits = s.keep(out.View([]int64{B}, false))
+	s.free(logits)
+	return logits, nil
+}
+
+func (m *Model) layer(l *layer, x, attnMask *ts.Tensor, B, T int64, train bool) (out *ts.Tensor, err error) {
+	defer guard(&err)
+	var s scope
+	defer s.free()
+	H := int64(m.Cfg.HiddenSize)
+	nh := int64(m.Cfg.NumHeads)
+	dh := H / nh
+	// [B, T, 3H] -> [B, T, 3, nh, dh] -> [3, B, nh, T, dh]
+	qkv := s.keep(ts.Linear(x, l.qkvW, l.qkvB))
+	qkv = s.keep(s.keep(qkv.View([]int64{B, T, 3, nh, dh}, false)).Permute([]int64{2, 0, 3, 1, 4}, false))
+	q := s.keep(qkv.Select(0, 0, false))
+	k := s.keep(qkv.Select(0, 1, false))
+	v := s.keep(qkv.Select(0, 2, false))
+	scores := s.keep(q.Matmul(s.keep(k.Transpose(-1, -2, false)), false))
+	scores = s.keep(scores.DivScalar(ts.FloatScalar(math.Sqrt(float64(dh))), false))
+	scores = s.keep(scores.Add(attnMask, false))
+	probs := s.keep(scores.Softmax(-1, gotch.Float, false))
+	probs = m.dropout(&s, probs, "attention_probs_dropout_prob", train)
+	ctx := s.keep(probs.Matmul(v, false))                                             // [B, nh, T, dh]
+	ctx = s.keep(s.keep(ctx.Transpose(1, 2, false)).Reshape([]int64{B, T, H}, false)) // [B, T, H]
+	attn := s.keep(ts.Linear(ctx, l.attnOutW, l.attnOutB))
+	attn = m.dropout(&s, attn, "hidden_dropout_prob", train)
+	attn = s.keep(ts.LayerNorm(s.keep(attn.Add(x, false)), []int64{H}, l.attnLnW, l.attnLnB, m.Cfg.LayerNormEps, false))
+	inter := s.keep(ts.Linear(attn, l.interW, l.interB))
+	inter = s.keep(inter.Gelu(m.geluApprox(), false))
+	o := s.keep(ts.Linear(inter, l.outW, l.outB))
+	o = m.dropout(&s, o, "hidden_dropout_prob", train)
+	out = s.keep(ts.LayerNorm(s.keep(o.Add(attn, false)), []int64{H}, l.outLnW, l.outLnB, m.Cfg.LayerNormEps, false))
+	s.free(out)
+	return out, nil
+}
+
+func (m *Model) geluApprox() string {
+	if m.Cfg.HiddenAct == "gelu" {
+		return "none" // exact erf GELU
+	}
+	return "tanh"
+}
+
+// dropout applies training-time dropout with the probability config.json
+// gives for key; at inference it is the identity.
+func (m *Model) dropout(s *scope, x *ts.Tensor, key string, train bool) *ts.Tensor {
+	p := m.dropoutP(key)
+	if !train || p == 0 {
+		return x
+	}
+	return s.keep(ts.Dropout(x, p, true))
+}
+
+// dropoutP reads a dropout probability from config.json; transformers'
+// default 0.1 applies when absent, and classifier_dropout falls back to
+// hidden_dropout_prob as in BertForSequenceClassification.
+func (m *Model) dropoutP(key string) float64 {
+	if v, ok := m.Cfg.Raw[key].(float64); ok {
+		return v
+	}
+	if key == "classifier_dropout" {
+		return m.dropoutP("hidden_dropout_prob")
+	}
+	return 0.1
+}

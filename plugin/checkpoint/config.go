@@ -1,0 +1,175 @@
+// Package checkpoint reads and writes Hugging Face BERT checkpoint folders
+// (config.json, model.safetensors, tokenizer.json) without torch, so the
+// same files load in transformers, sentence-transformers and our plugin.
+package checkpoint
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+)
+
+// File names of the Hugging Face layout.
+const (
+	ConfigFile    = "config.json"
+	WeightsFile   = "model.safetensors"
+	TokenizerFile = "tokenizer.json"
+)
+
+// Kind says which head a checkpoint carries.
+type Kind int
+
+const (
+	// CrossEncoder is BertForSequenceClassification with one label.
+	CrossEncoder Kind = iota
+	// Encoder is a plain BertModel (e.g. all-MiniLM-L6-v2): the classifier must be initialised.
+	Encoder
+)
+
+// Config is the part of a BERT config.json the model needs. Raw keeps every
+// field so a saved checkpoint carries what it was loaded with.
+type Config struct {
+	Kind             Kind
+	VocabSize        int
+	HiddenSize       int
+	NumLayers        int
+	NumHeads         int
+	IntermediateSize int
+	MaxPositions     int
+	TypeVocabSize    int
+	HiddenAct        string
+	LayerNormEps     float64
+	InitializerRange float64
+	Raw              map[string]any
+}
+
+type configJSON struct {
+	Architectures    []string          `json:"architectures"`
+	ModelType        string            `json:"model_type"`
+	VocabSize        int               `json:"vocab_size"`
+	HiddenSize       int               `json:"hidden_size"`
+	NumLayers        int               `json:"num_hidden_layers"`
+	NumHeads         int               `json:"num_attention_heads"`
+	IntermediateSize int               `json:"intermediate_size"`
+	MaxPositions     int               `json:"max_position_embeddings"`
+	TypeVocabSize    int               `json:"type_vocab_size"`
+	HiddenAct        string            `json:"hidden_act"`
+	LayerNormEps     float64           `json:"layer_norm_eps"`
+	InitializerRange float64           `json:"initializer_range"`
+	NumLabels        int               `json:"num_labels"`
+	ID2Label         map[string]string `json:"id2label"`
+}
+
+// ReadConfig reads and validates DIR/config.json.
+func ReadConfig(dir string) (Config, error) {
+	path := filepath.Join(dir, ConfigFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("checkpoint %s: %w", dir, err)
+	}
+	var c configJSON
+	if err := json.Unmarshal(b, &c); err != nil {
+		return Config{}, fmt.Errorf("%s: not valid JSON: %w", path, err)
+	}
+	var raw map[string]any
+	json.Unmarshal(b, &raw)
+	cfg := Config{VocabSize: c.VocabSize, HiddenSize: c.HiddenSize, NumLayers: c.NumLayers, NumHeads: c.NumHeads,
+		IntermediateSize: c.IntermediateSize, MaxPositions: c.MaxPositions, TypeVocabSize: c.TypeVocabSize,
+		HiddenAct: c.HiddenAct, LayerNormEps: c.LayerNormEps, InitializerRange: c.InitializerRange, Raw: raw}
+	if c.ModelType != "bert" {
+		return Config{}, fmt.Errorf("%s: model_type %q is not supported (only \"bert\")", path, c.ModelType)
+	}
+	switch {
+	case slices.Contains(c.Architectures, "BertForSequenceClassification"):
+		labels := c.NumLabels
+		if len(c.ID2Label) > 0 {
+			labels = len(c.ID2Label)
+		}
+		if labels != 1 {
+			return Config{}, fmt.Errorf("%s: a cross-encoder needs exactly 1 label, found %d", path, labels)
+		}
+		cfg.Kind = CrossEncoder
+	case len(c.Architectures) == 0 || slices.Contains(c.Architectures, "BertModel"):
+		cfg.Kind = Encoder
+	default:
+		return Config{}, fmt.Errorf("%s: architecture %v is not supported (want BertForSequenceClassification or BertModel)", path, c.Architectures)
+	}
+	if cfg.LayerNormEps == 0 {
+		cfg.LayerNormEps = 1e-12
+	}
+	if cfg.InitializerRange == 0 {
+		cfg.InitializerRange = 0.02
+	}
+	if cfg.TypeVocabSize == 0 {
+		cfg.TypeVocabSize = 2
+	}
+	if cfg.HiddenAct == "" {
+		cfg.HiddenAct = "gelu"
+	}
+	return cfg, cfg.validate(path)
+}
+
+func (c Config) validate(path string) error {
+	for name, v := range map[string]int{"vocab_size": c.VocabSize, "hidden_size": c.HiddenSize,
+		"num_hidden_layers": c.NumLayers, "num_attention_heads": c.NumHeads,
+		"intermediate_size": c.IntermediateSize, "max_position_embeddings": c.MaxPositions} {
+		if v <= 0 {
+			return fmt.Errorf("%s: %s must be positive, got %d", path, name, v)
+		}
+	}
+	if c.HiddenSize%c.NumHeads != 0 {
+		return fmt.Errorf("%s: hidden_size %d is not a multiple of num_attention_heads %d", path, c.HiddenSize, c.NumHeads)
+	}
+	switch c.HiddenAct {
+	case "gelu", "gelu_new", "gelu_pytorch_tanh":
+	default:
+		return fmt.Errorf("%s: hidden_act %q is not supported", path, c.HiddenAct)
+	}
+	return nil
+}
+
+// CrossEncoderJSON is the config.json of the cross-encoder this Config
+// describes: the loaded fields kept, the architecture and label set to
+// BertForSequenceClassification with one label so transformers and
+// sentence-transformers load it as a cross-encoder.
+func (c Config) CrossEncoderJSON() ([]byte, error) {
+	raw := map[string]any{}
+	for k, v := range c.Raw {
+		raw[k] = v
+	}
+	raw["architectures"] = []string{"BertForSequenceClassification"}
+	raw["model_type"] = "bert"
+	raw["vocab_size"] = c.VocabSize
+	raw["hidden_size"] = c.HiddenSize
+	raw["num_hidden_layers"] = c.NumLayers
+	raw["num_attention_heads"] = c.NumHeads
+	raw["intermediate_size"] = c.IntermediateSize
+	raw["max_position_embeddings"] = c.MaxPositions
+	raw["type_vocab_size"] = c.TypeVocabSize
+	raw["hidden_act"] = c.HiddenAct
+	raw["layer_norm_eps"] = c.LayerNormEps
+	raw["initializer_range"] = c.InitializerRange
+	raw["id2label"] = map[string]string{"0": "LABEL_0"}
+	raw["label2id"] = map[string]int{"LABEL_0": 0}
+	delete(raw, "num_labels")
+	return json.MarshalIndent(raw, "", "  ")
+}
+
+// Hash is the sha256 of a checkpoint's weights file: the identity of a model version.
+func Hash(dir string) (string, error) {
+	f, err := os.Open(filepath.Join(dir, WeightsFile))
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}

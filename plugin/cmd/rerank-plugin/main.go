@@ -1,0 +1,46 @@
+// Command rerank-plugin is the model process: a go-plugin gRPC server
+// started by bin/rerank, never by hand. It links libtorch through gotch.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/rerankloop/rerank/plugin/contract"
+	"github.com/rerankloop/rerank/plugin/engine"
+)
+
+func main() {
+	var o engine.Options
+	flag.StringVar(&o.Device, "device", "auto", "auto, cpu or cuda")
+	flag.IntVar(&o.Threads, "threads", 0, "ATen intra-op threads (0: libtorch default)")
+	flag.IntVar(&o.MaxLength, "max-length", 512, "tokens per (query, document) pair")
+	flag.IntVar(&o.BatchSize, "batch-size", 32, "pairs per forward pass")
+	flag.BoolVar(&o.Window, "window", false, "score long documents as windows, keep the best")
+	flag.IntVar(&o.Stride, "stride", 64, "overlap of consecutive windows, in tokens")
+	flag.DurationVar(&o.MaxWait, "max-wait", 2*time.Millisecond, "micro-batching wait for more requests")
+	flag.Uint64Var(&o.Seed, "seed", 42, "seed of a fresh classification head")
+	flag.Parse()
+	if os.Getenv(contract.Handshake.MagicCookieKey) != contract.Handshake.MagicCookieValue {
+		fmt.Fprintln(os.Stderr, "rerank-plugin is started by `rerank` (serve, predict, eval), not by hand")
+		os.Exit(1)
+	}
+	// go-plugin forwards the plugin's stderr to the host's log.
+	o.Log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	e, err := engine.New(o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rerank-plugin:", err)
+		os.Exit(1)
+	}
+	defer e.Close()
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig:  contract.Handshake,
+		VersionedPlugins: contract.VersionedPlugins(e),
+		GRPCServer:       contract.ServerOptions,
+	})
+}

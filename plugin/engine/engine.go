@@ -1,0 +1,494 @@
+// Package engine is the plugin's implementation of contract.Reranker: it owns
+// the loaded models and the one OS thread that runs inference on them, and
+// batches concurrent Rerank calls together (micro-batching).
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/rerankloop/rerank/plugin/bert"
+	"github.com/rerankloop/rerank/plugin/checkpoint"
+	"github.com/rerankloop/rerank/plugin/contract"
+	"github.com/rerankloop/rerank/plugin/tokenize"
+)
+
+// Options configure scoring.
+type Options struct {
+	// Device is "auto" (CUDA when available), "cpu" or "cuda".
+	Device string
+	// Threads is ATen's intra-op thread count (0: libtorch's default).
+	Threads int
+	// MaxLength truncates each (query, document) pair, in tokens (default 512).
+	MaxLength int
+	// BatchSize is the most pairs in one forward pass (default 32).
+	BatchSize int
+	// Window scores long documents as overlapping windows and keeps the best
+	// window's score instead of truncating; Stride is the overlap in tokens.
+	Window bool
+	Stride int
+	// MaxWait is how long the model thread waits for more requests to fill a
+	// batch once one has arrived (default 2 ms).
+	MaxWait time.Duration
+	// MaxDocuments and MaxQueryBytes bound one request.
+	MaxDocuments  int
+	MaxQueryBytes int
+	// Seed initialises a fresh head when a plain encoder is loaded.
+	Seed uint64
+	Log  *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.Device == "" {
+		o.Device = "auto"
+	}
+	if o.MaxLength <= 0 {
+		o.MaxLength = 512
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 32
+	}
+	if o.Stride <= 0 {
+		o.Stride = 64
+	}
+	if o.MaxWait <= 0 {
+		o.MaxWait = 2 * time.Millisecond
+	}
+	if o.MaxDocuments <= 0 {
+		o.MaxDocuments = 1000
+	}
+	if o.MaxQueryBytes <= 0 {
+		o.MaxQueryBytes = 64 << 10
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+}
+
+// loaded is one model with its tokenizer.
+type loaded struct {
+	model *bert.Model
+	tok   *tokenize.Encoder
+	info  contract.ModelInfo
+}
+
+// pair is one encoded (query, document or window) input.
+type pair struct {
+	enc tokenize.Pair
+	req *request
+	doc int // index of the document in req
+}
+
+type request struct {
+	ctx    context.Context
+	model  string // as requested: "" is whichever model serves
+	pairs  []pair
+	scores []float32 // per document; max over its windows
+	done   chan error
+	// version is the model that scored it, set on the model thread.
+	version string
+}
+
+// Engine implements contract.Reranker.
+type Engine struct {
+	opts   Options
+	device gotch.Device
+
+	mu      sync.RWMutex
+	models  map[string]*loaded
+	serving string
+
+	queue chan *request
+	calls chan func() // work that must run on the model thread (load, free)
+	stop  chan struct{}
+	wg    sync.WaitGroup
+}
+
+// New starts the model thread. Close stops it.
+func New(opts Options) (*Engine, error) {
+	opts.defaults()
+	e := &Engine{opts: opts, models: map[string]*loaded{},
+		queue: make(chan *request, 1024), calls: make(chan func()), stop: make(chan struct{})}
+	switch opts.Device {
+	case "auto":
+		e.device = gotch.CudaIfAvailable()
+	case "cpu":
+		e.device = gotch.CPU
+	case "cuda":
+		if !gotch.CUDA.IsAvailable() {
+			return nil, fmt.Errorf("device cuda requested but libtorch reports no CUDA device")
+		}
+		e.device = gotch.CudaIfAvailable()
+	default:
+		return nil, fmt.Errorf("unknown device %q (want auto, cpu or cuda)", opts.Device)
+	}
+	started := make(chan struct{})
+	e.wg.Add(1)
+	go e.run(started)
+	<-started
+	return e, nil
+}
+
+// Device names where the models run.
+func (e *Engine) Device() string {
+	if e.device == gotch.CPU {
+		return "cpu"
+	}
+	return fmt.Sprintf("cuda:%d", e.device.Value)
+}
+
+// Close stops the model thread and frees every model.
+func (e *Engine) Close() {
+	e.onThread(func() {
+		e.mu.Lock()
+		for _, l := range e.models {
+			l.model.Free()
+		}
+		e.models = map[string]*loaded{}
+		e.mu.Unlock()
+	})
+	close(e.stop)
+	e.wg.Wait()
+}
+
+// onThread runs fn on the model thread and waits for it.
+func (e *Engine) onThread(fn func()) {
+	done := make(chan struct{})
+	e.calls <- func() { fn(); close(done) }
+	<-done
+}
+
+func (e *Engine) run(started chan struct{}) {
+	defer e.wg.Done()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	bert.SetThreads(e.opts.Threads)
+	ts.MustGradSetEnabled(false) // grad mode is per thread: this one only infers
+	close(started)
+	for {
+		select {
+		case <-e.stop:
+			return
+		case fn := <-e.calls:
+			fn()
+		case r := <-e.queue:
+			e.process(e.collect(r))
+		}
+	}
+}
+
+// collect gathers the requests that arrive while the first one waits, until
+// a batch is full or MaxWait has passed: under load, calls share forwards.
+func (e *Engine) collect(first *request) []*request {
+	reqs := []*request{first}
+	n := len(first.pairs)
+	timer := time.NewTimer(e.opts.MaxWait)
+	defer timer.Stop()
+	for n < e.opts.BatchSize {
+		select {
+		case r := <-e.queue:
+			reqs = append(reqs, r)
+			n += len(r.pairs)
+		case <-timer.C:
+			return reqs
+		}
+	}
+	return reqs
+}
+
+// process scores the pairs of reqs model by model, longest first, in
+// batches padded to their own longest pair.
+func (e *Engine) process(reqs []*request) {
+	byModel := map[string][]pair{}
+	for _, r := range reqs {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- err
+			continue
+		}
+		byModel[r.model] = append(byModel[r.model], r.pairs...)
+	}
+	for name, pairs := range byModel {
+		// Resolved here, not when queued, so a swap between the two never
+		// fails a request: it is scored by whichever model serves now.
+		l, err := e.lookup(name)
+		if err == nil {
+			err = e.score(l, pairs)
+		}
+		for _, r := range reqs {
+			if r.model == name {
+				if l != nil {
+					r.version = l.info.Version
+				}
+				r.done <- err
+			}
+		}
+	}
+}
+
+func (e *Engine) score(l *loaded, pairs []pair) error {
+	sort.SliceStable(pairs, func(i, j int) bool { return len(pairs[i].enc.IDs) > len(pairs[j].enc.IDs) })
+	for start := 0; start < len(pairs); start += e.opts.BatchSize {
+		chunk := pairs[start:min(start+e.opts.BatchSize, len(pairs))]
+		b := bert.Batch{Size: len(chunk), Len: len(chunk[0].enc.IDs)}
+		b.IDs = make([]int64, b.Size*b.Len)
+		b.TypeIDs = make([]int64, b.Size*b.Len)
+		pad := l.tok.PadID()
+		for i, p := range chunk {
+			row := b.IDs[i*b.Len : (i+1)*b.Len]
+			copy(row, p.enc.IDs)
+			for j := len(p.enc.IDs); j < b.Len; j++ {
+				row[j] = pad
+			}
+			copy(b.TypeIDs[i*b.Len:], p.enc.TypeIDs)
+			b.Lengths = append(b.Lengths, len(p.enc.IDs))
+		}
+		logits, err := l.model.Forward(b, false)
+		if err != nil {
+			return err
+		}
+		vals := make([]float32, b.Size)
+		err = logits.CopyData(vals, uint(b.Size))
+		logits.Drop()
+		if err != nil {
+			return err
+		}
+		for i, p := range chunk {
+			if s := &p.req.scores[p.doc]; vals[i] > *s {
+				*s = vals[i]
+			}
+		}
+	}
+	return nil
+}
+
+// Rerank tokenizes on the caller's goroutine, queues the pairs for the model
+// thread and waits for their scores or the context's end.
+func (e *Engine) Rerank(ctx context.Context, req contract.RerankRequest) (contract.RerankResponse, error) {
+	l, err := e.lookup(req.Model)
+	if err != nil {
+		return contract.RerankResponse{}, err
+	}
+	if err := e.validate(req); err != nil {
+		return contract.RerankResponse{}, err
+	}
+	r := &request{ctx: ctx, model: req.Model, scores: make([]float32, len(req.Documents)), done: make(chan error, 1)}
+	for i, d := range req.Documents {
+		r.scores[i] = float32(-3.4e38)
+		var encs []tokenize.Pair
+		if e.opts.Window {
+			encs, err = l.tok.EncodePairWindows(req.Query, d.Text, e.opts.MaxLength, e.opts.Stride)
+		} else {
+			var p tokenize.Pair
+			p, err = l.tok.EncodePair(req.Query, d.Text, e.opts.MaxLength)
+			encs = []tokenize.Pair{p}
+		}
+		if err != nil {
+			return contract.RerankResponse{}, fmt.Errorf("%w: document %d (%q): %v", contract.ErrInvalidRequest, i, d.ID, err)
+		}
+		for _, p := range encs {
+			r.pairs = append(r.pairs, pair{enc: p, req: r, doc: i})
+		}
+	}
+	if len(r.pairs) == 0 {
+		return contract.RerankResponse{ModelVersion: l.info.Version, Scores: []float32{}, Ranking: []contract.Ranked{}}, nil
+	}
+	select {
+	case e.queue <- r:
+	case <-ctx.Done():
+		return contract.RerankResponse{}, ctx.Err()
+	}
+	select {
+	case err := <-r.done:
+		if err != nil {
+			return contract.RerankResponse{}, err
+		}
+	case <-ctx.Done():
+		return contract.RerankResponse{}, ctx.Err()
+	}
+	return respond(req, r.scores, r.version), nil
+}
+
+func (e *Engine) validate(req contract.RerankRequest) error {
+	switch {
+	case strings.TrimSpace(req.Query) == "":
+		return fmt.Errorf("%w: empty query", contract.ErrInvalidRequest)
+	case len(req.Query) > e.opts.MaxQueryBytes:
+		return fmt.Errorf("%w: query of %d bytes exceeds %d", contract.ErrInvalidRequest, len(req.Query), e.opts.MaxQueryBytes)
+	case !utf8.ValidString(req.Query):
+		return fmt.Errorf("%w: query is not valid UTF-8", contract.ErrInvalidRequest)
+	case len(req.Documents) > e.opts.MaxDocuments:
+		return fmt.Errorf("%w: %d documents exceed the limit of %d", contract.ErrInvalidRequest, len(req.Documents), e.opts.MaxDocuments)
+	case req.TopN < 0:
+		return fmt.Errorf("%w: top_n %d is negative", contract.ErrInvalidRequest, req.TopN)
+	}
+	for i, d := range req.Documents {
+		if !utf8.ValidString(d.Text) {
+			return fmt.Errorf("%w: document %d (%q) is not valid UTF-8", contract.ErrInvalidRequest, i, d.ID)
+		}
+	}
+	return nil
+}
+
+// respond applies the sigmoid if asked and builds the ranking.
+func respond(req contract.RerankRequest, scores []float32, version string) contract.RerankResponse {
+	if req.Sigmoid {
+		for i, s := range scores {
+			scores[i] = sigmoid(s)
+		}
+	}
+	ranking := make([]contract.Ranked, len(scores))
+	for i, s := range scores {
+		ranking[i] = contract.Ranked{Index: i, ID: req.Documents[i].ID, Score: s}
+	}
+	sort.SliceStable(ranking, func(i, j int) bool { return ranking[i].Score > ranking[j].Score })
+	if req.TopN > 0 && req.TopN < len(ranking) {
+		ranking = ranking[:req.TopN]
+	}
+	return contract.RerankResponse{Scores: scores, Ranking: ranking, ModelVersion: version}
+}
+
+func (e *Engine) lookup(version string) (*loaded, error) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if version == "" {
+		version = e.serving
+		if version == "" {
+			return nil, fmt.Errorf("%w: no model is serving yet; call Load first", contract.ErrNoModel)
+		}
+	}
+	l, ok := e.models[version]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", contract.ErrNoModel, version)
+	}
+	return l, nil
+}
+
+// Load reads a checkpoint on the model thread, warms it with one forward
+// pass, and, if asked, makes it the serving model; the model it replaces is
+// freed once no batch uses it (batches run on the same thread).
+func (e *Engine) Load(ctx context.Context, req contract.LoadRequest) (contract.ModelInfo, error) {
+	tok, err := tokenize.Load(req.Path + "/" + checkpoint.TokenizerFile)
+	if err != nil {
+		return contract.ModelInfo{}, err
+	}
+	hash, err := checkpoint.Hash(req.Path)
+	if err != nil {
+		return contract.ModelInfo{}, fmt.Errorf("checkpoint %s: %w", req.Path, err)
+	}
+	version := req.Version
+	if version == "" {
+		version = hash[:12]
+	}
+	var (
+		l      *loaded
+		report bert.LoadReport
+	)
+	e.onThread(func() {
+		var m *bert.Model
+		m, report, err = bert.Load(req.Path, e.device, e.opts.Seed)
+		if err != nil {
+			return
+		}
+		l = &loaded{model: m, tok: tok, info: contract.ModelInfo{
+			Version: version, ModelID: fmt.Sprintf("bert L%d H%d", m.Cfg.NumLayers, m.Cfg.HiddenSize),
+			Path: req.Path, CheckpointHash: hash, Device: e.Device(),
+			MaxLength: min(e.opts.MaxLength, m.Cfg.MaxPositions)}}
+		if err = e.warm(l); err != nil {
+			m.Free()
+			return
+		}
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if old, ok := e.models[version]; ok {
+			old.model.Free()
+		}
+		e.models[version] = l
+		if req.Serve || e.serving == "" {
+			if old, ok := e.models[e.serving]; ok && e.serving != version {
+				old.model.Free()
+				delete(e.models, e.serving)
+			}
+			e.serving = version
+		}
+	})
+	if err != nil {
+		return contract.ModelInfo{}, err
+	}
+	if len(report.Initialised) > 0 {
+		e.opts.Log.Warn("checkpoint is a plain encoder: initialised a fresh classification head from the seed; scores are meaningless until it is fine-tuned",
+			"path", req.Path, "tensors", report.Initialised, "seed", e.opts.Seed)
+	}
+	info := l.info
+	info.Serving = e.servingVersion() == version
+	return info, nil
+}
+
+// warm runs one small forward so the first real request pays no set-up cost.
+func (e *Engine) warm(l *loaded) error {
+	p, err := l.tok.EncodePair("warm up", "the model", 16)
+	if err != nil {
+		return err
+	}
+	logits, err := l.model.Forward(bert.Batch{Size: 1, Len: len(p.IDs), IDs: p.IDs, TypeIDs: p.TypeIDs, Lengths: []int{len(p.IDs)}}, false)
+	if err != nil {
+		return err
+	}
+	logits.Drop()
+	return nil
+}
+
+func (e *Engine) servingVersion() string {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.serving
+}
+
+// Info lists the loaded models, the serving one first.
+func (e *Engine) Info(context.Context) ([]contract.ModelInfo, error) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	var infos []contract.ModelInfo
+	for v, l := range e.models {
+		info := l.info
+		info.Serving = v == e.serving
+		infos = append(infos, info)
+	}
+	sort.Slice(infos, func(i, j int) bool {
+		if infos[i].Serving != infos[j].Serving {
+			return infos[i].Serving
+		}
+		return infos[i].Version < infos[j].Version
+	})
+	return infos, nil
+}
+
+// Health answers once the model thread is responsive.
+func (e *Engine) Health(ctx context.Context) error {
+	done := make(chan struct{})
+	select {
+	case e.calls <- func() { close(done) }:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func sigmoid(x float32) float32 {
+	return float32(1 / (1 + math.Exp(-float64(x))))
+}

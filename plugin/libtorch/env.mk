@@ -1,0 +1,47 @@
+# Build and run environment for the packages that use gotch (libtorch via cgo).
+# The one place these flags live: the Makefile includes this file, and scripts
+# read the same values with `eval "$(make -s env)"`.
+#
+# Default: Debian's libtorch 1.13.1 (apt-get install libtorch-dev), CPU only.
+# Another libtorch (a PyTorch wheel's torch/ folder, e.g. 2.11 on the GPU machine):
+#   make build LIBTORCH=/path/to/site-packages/torch TORCH_VARIANT=2.11
+# Keep these values stable: changing any CGO_* value recompiles gotch's libtch (~3 min).
+
+LIBTORCH_MK_DIR := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+REPO_ROOT := $(abspath $(LIBTORCH_MK_DIR)/../..)
+BUILD_DIR := $(REPO_ROOT)/.build
+CUDA_STUBS := $(BUILD_DIR)/cuda-stubs
+
+# Empty: the system's libtorch (headers under /usr/include, libraries on the default path).
+LIBTORCH ?=
+TORCH_VARIANT ?= 1.13
+COMPAT_HEADER := $(LIBTORCH_MK_DIR)/compat-$(TORCH_VARIANT).h
+
+ifeq ($(LIBTORCH),)
+TORCH_INCLUDE := /usr/include
+TORCH_LDFLAGS :=
+TORCH_LABEL := libtorch 1.13.1
+else
+TORCH_INCLUDE := $(LIBTORCH)/include
+# --no-as-needed: the Go binary calls nothing in libtorch_cuda directly, so
+# without it the linker drops the library and CUDA reports unavailable.
+TORCH_LDFLAGS := -L$(LIBTORCH)/lib -Wl,-rpath,$(LIBTORCH)/lib -Wl,--no-as-needed
+TORCH_LABEL := libtorch $(TORCH_VARIANT)
+endif
+
+# gotch's own #cgo flags add -std=c++17 and its libraries (-ltorch -lc10 -ltorch_cpu
+# and the CUDA ones, which the stub folder satisfies where they are absent).
+export CGO_CXXFLAGS := -O2 -std=c++17 -I$(TORCH_INCLUDE) -I$(TORCH_INCLUDE)/torch/csrc/api/include -include $(COMPAT_HEADER)
+export CGO_LDFLAGS := $(strip $(TORCH_LDFLAGS) -L$(CUDA_STUBS))
+# gotch's init() exits if it cannot create its cache folder.
+export GOTCH_CACHE := $(BUILD_DIR)/gotch-cache
+# Idle OpenMP threads sleep instead of spinning against OpenBLAS's threads, and
+# malloc uses huge pages: each is a 2-6x speed difference on these machines
+# (see plugin/libtorch/README.md).
+export OMP_WAIT_POLICY := PASSIVE
+export GLIBC_TUNABLES := glibc.malloc.hugetlb=1
+# setup.sh and gen-compat read these too.
+export LIBTORCH TORCH_VARIANT TORCH_INCLUDE TORCH_LABEL COMPAT_HEADER CUDA_STUBS BUILD_DIR
+
+GOTCH_ENV_VARS := CGO_CXXFLAGS CGO_LDFLAGS GOTCH_CACHE OMP_WAIT_POLICY GLIBC_TUNABLES \
+	LIBTORCH TORCH_VARIANT TORCH_INCLUDE TORCH_LABEL COMPAT_HEADER CUDA_STUBS BUILD_DIR
