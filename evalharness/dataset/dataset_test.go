@@ -266,3 +266,13 @@ func TestReadJudgmentsErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestDocTextJoinsTitleAndText(t *testing.T) {
+	for _, c := range []struct{ title, text, want string }{
+		{"Title", "body", "Title body"}, {"", " only body ", "only body"}, {"only title", "", "only title"},
+	} {
+		if got := DocText(c.title, c.text); got != c.want {
+			t.Errorf("DocText(%q, %q) = %q, want %q", c.title, c.text, got, c.want)
+		}
+	}
+}

@@ -84,7 +84,9 @@ func TestRejectsInsignificantlyBetter(t *testing.T) {
 
 func TestRejectsBelowMarginEvenIfSignificant(t *testing.T) {
 	serving, cand := systems(2000, 0.003, 0.01, 4)
-	d, err := Decide(cand, serving, shift(serving, -0.1), DefaultPolicy())
+	p := DefaultPolicy()
+	p.Resamples = 1000 // 2000 queries: keep the test quick
+	d, err := Decide(cand, serving, shift(serving, -0.1), p)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -119,7 +119,7 @@ func Mine(ctx context.Context, labeled []pairs.Pair, idx Retriever, corpus []dat
 			var pool []cand
 			inPool := newDocSet()
 			for _, h := range hits {
-				text := pairs.DocText(h.Title, h.Text)
+				text := dataset.DocText(h.Title, h.Text)
 				if len(pool) < opt.Depth && usable(h.ID, text) && !inPool.has(h.ID, text) {
 					inPool.add(h.ID, text)
 					pool = append(pool, cand{h.ID, text})
@@ -141,7 +141,7 @@ func Mine(ctx context.Context, labeled []pairs.Pair, idx Retriever, corpus []dat
 		// the attempt bound only matters for a tiny corpus.
 		for added, tries := 0, 0; added < opt.Random && tries < 20*opt.Random+100; tries++ {
 			d := corpus[rng.IntN(len(corpus))]
-			if text := pairs.DocText(d.Title, d.Text); usable(d.ID, text) {
+			if text := dataset.DocText(d.Title, d.Text); usable(d.ID, text) {
 				out = append(out, neg(d.ID, text))
 				added++
 				rep.Random++

@@ -175,7 +175,7 @@ func TestDuplicateOfLabelledDocumentIsNoNegative(t *testing.T) {
 	dup := docs[6] // vit3
 	dup.ID = "vit3-copy"
 	docs = append(docs, dup)
-	lab := []pairs.Pair{{QueryID: "1", Query: "vitamin d bone density", DocID: "vit3", Text: pairs.DocText(docs[6].Title, docs[6].Text), Label: 1}}
+	lab := []pairs.Pair{{QueryID: "1", Query: "vitamin d bone density", DocID: "vit3", Text: dataset.DocText(docs[6].Title, docs[6].Text), Label: 1}}
 	got, _, err := Mine(context.Background(), lab, openIndex(t, docs), docs, Options{Hard: 30, Depth: 40, Random: 40, Seed: 5})
 	if err != nil {
 		t.Fatal(err)

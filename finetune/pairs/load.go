@@ -8,19 +8,6 @@ import (
 	"github.com/rerankloop/rerank/evalharness/dataset"
 )
 
-// DocText is the text a document is trained on: title and body joined by a
-// space, as a BEIR cross-encoder sees them. Serving must join the same way.
-func DocText(title, text string) string {
-	title, text = strings.TrimSpace(title), strings.TrimSpace(text)
-	switch {
-	case title == "":
-		return text
-	case text == "":
-		return title
-	}
-	return title + " " + text
-}
-
 // FromJudgments turns rows of the flat judgments format into pairs.
 func FromJudgments(js []dataset.Judgment) []Pair {
 	out := make([]Pair, len(js))

@@ -281,7 +281,7 @@ func TestReadJudgmentsAndQrels(t *testing.T) {
 		t.Errorf("pairs %+v", ps)
 	}
 
-	texts := map[string]string{"d1": DocText("Title", "body"), "d2": DocText("", "only body")}
+	texts := map[string]string{"d1": dataset.DocText("Title", "body"), "d2": dataset.DocText("", "only body")}
 	lookup := func(id string) (string, bool) { s, ok := texts[id]; return s, ok }
 	qs := []dataset.Query{{ID: "1", Text: "first"}, {ID: "2", Text: "second"}}
 	got, err := FromQrels(qs, dataset.Qrels{"1": {"d2": 1, "d1": 0}, "2": {"d1": 1}}, lookup)

@@ -194,7 +194,7 @@ func (c *corpus) text(id string) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	return pairs.DocText(c.docs[i].Title, c.docs[i].Text), true
+	return dataset.DocText(c.docs[i].Title, c.docs[i].Text), true
 }
 
 func (s *sources) close() {
@@ -281,7 +281,7 @@ func (s *sources) clickText(id string) (string, bool, error) {
 	if err != nil {
 		return "", false, err
 	}
-	return pairs.DocText(d.Title, d.Text), true, nil
+	return dataset.DocText(d.Title, d.Text), true, nil
 }
 
 // load reads one source into pairs and describes it in src.

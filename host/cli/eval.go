@@ -19,7 +19,6 @@ import (
 	"github.com/rerankloop/rerank/evalharness/report"
 	"github.com/rerankloop/rerank/evalharness/runner"
 	"github.com/rerankloop/rerank/evalharness/trec"
-	"github.com/rerankloop/rerank/finetune/pairs"
 	"github.com/rerankloop/rerank/host/pluginclient"
 	"github.com/rerankloop/rerank/host/search"
 	"github.com/rerankloop/rerank/plugin/contract"
@@ -268,7 +267,7 @@ func (s bm25Stage) Search(ctx context.Context, query string, k int) ([]runner.Ca
 	}
 	out := make([]runner.Candidate, len(hits))
 	for i, h := range hits {
-		out[i] = runner.Candidate{ID: h.ID, Text: pairs.DocText(h.Title, h.Text), Score: h.Score}
+		out[i] = runner.Candidate{ID: h.ID, Text: dataset.DocText(h.Title, h.Text), Score: h.Score}
 	}
 	return out, nil
 }

@@ -1,8 +1,10 @@
 // Package clicklog is the durable query and click log, the source of the
 // training data: every search impression (the list shown, with scores, model
-// version and experiment arm) and every click on it, kept in a bbolt database
-// whose commits are fsync'd before a call returns, and exported as JSONL for
-// fine-tuning (see Export and ReadExport).
+// version and experiment arm) and every click on it, kept in a bbolt database.
+// LogSearch and LogClick return only once their commit is fsync'd, so an
+// acknowledged event survives kill -9 or a crash; SubmitSearch lets a server
+// answer before that fsync without losing click ordering. Export writes the
+// log as JSONL for fine-tuning; ReadExport reads it back.
 //
 // Writes from concurrent callers are group-committed: one goroutine owns the
 // write transactions and folds every request that arrived while the previous

@@ -101,7 +101,7 @@ func (s *Server) logClick(r *http.Request, req clickRequest) error {
 	case errors.Is(err, clicklog.ErrUnknownSearch):
 		return &apiError{http.StatusNotFound, fmt.Sprintf("unknown search_id %q: no search with that id was logged (or it expired)", clip(req.SearchID, 140))}
 	case errors.Is(err, clicklog.ErrNotShown):
-		return &apiError{http.StatusUnprocessableEntity, fmt.Sprintf("document %q was not shown in search %q (or not at position %d)", clip(req.DocID, 140), clip(req.SearchID, 140), req.Position)}
+		return &apiError{http.StatusUnprocessableEntity, fmt.Sprintf("document %q was not shown in search %q", clip(req.DocID, 140), clip(req.SearchID, 140))}
 	case errors.Is(err, clicklog.ErrInvalid):
 		return badRequest("%v", err)
 	case r.Context().Err() != nil:

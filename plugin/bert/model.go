@@ -39,7 +39,7 @@ type Model struct {
 // New builds a model from weights named as transformers names them (see
 // checkpoint.Config.Shapes); every tensor must be present.
 func New(cfg checkpoint.Config, w map[string]checkpoint.Tensor, device gotch.Device) (m *Model, err error) {
-	defer guard(&err)
+	defer Guard(&err)
 	m = &Model{Cfg: cfg, Device: device}
 	param := func(decay bool, names ...string) *ts.Tensor {
 		// Several names are concatenated along dim 0 (the fused QKV projection).
@@ -123,14 +123,14 @@ func Load(dir string, device gotch.Device, seed uint64) (*Model, LoadReport, err
 
 // Weights copies the parameters back to host memory under transformers' names.
 func (m *Model) Weights() (w map[string]checkpoint.Tensor, err error) {
-	defer guard(&err)
+	defer Guard(&err)
 	w = map[string]checkpoint.Tensor{}
 	get := func(t *ts.Tensor, names ...string) {
 		cpu := t
 		if m.Device != gotch.CPU {
-			var s scope
-			cpu = s.keep(t.To(gotch.CPU, false))
-			defer s.free()
+			var s Scope
+			cpu = s.Keep(t.To(gotch.CPU, false))
+			defer s.Free()
 		}
 		shape := cpu.MustSize()
 		n := int64(1)
@@ -213,7 +213,7 @@ const maskedScore = -math.MaxFloat32
 // dropout is applied (hidden and attention probabilities, p from config) and
 // autograd records the graph; the caller frees the result.
 func (m *Model) Forward(b Batch, train bool) (logits *ts.Tensor, err error) {
-	defer guard(&err)
+	defer Guard(&err)
 	if len(b.IDs) != b.Size*b.Len || len(b.TypeIDs) != len(b.IDs) || len(b.Lengths) != b.Size {
 		return nil, fmt.Errorf("malformed batch: %d ids, %d type ids, %d lengths for %d x %d", len(b.IDs), len(b.TypeIDs), len(b.Lengths), b.Size, b.Len)
 	}
@@ -234,13 +234,13 @@ func (m *Model) Forward(b Batch, train bool) (logits *ts.Tensor, err error) {
 	}
 	// in holds the inputs; s holds the current stage and is emptied after
 	// every layer (autograd keeps its own references to what backward needs).
-	var in, s scope
-	defer in.free()
-	defer s.free()
+	var in, s Scope
+	defer in.Free()
+	defer s.Free()
 	onDevice := func(t *ts.Tensor, err error) *ts.Tensor {
-		t = in.keep(t, err)
+		t = in.Keep(t, err)
 		if m.Device != gotch.CPU {
-			t = in.keep(t.To(m.Device, false))
+			t = in.Keep(t.To(m.Device, false))
 		}
 		return t
 	}
@@ -248,57 +248,57 @@ func (m *Model) Forward(b Batch, train bool) (logits *ts.Tensor, err error) {
 	types := onDevice(ts.NewTensorFromData(b.TypeIDs, []int64{B, T}))
 	attnMask := onDevice(ts.NewTensorFromData(mask, []int64{B, 1, 1, T}))
 
-	x := s.keep(ts.Embedding(m.wordEmb, ids, -1, false, false))
-	x = s.keep(x.Add(s.keep(ts.Embedding(m.typeEmb, types, -1, false, false)), false))
-	x = s.keep(x.Add(s.keep(m.posEmb.Narrow(0, 0, T, false)), false))
-	x = s.keep(ts.LayerNorm(x, []int64{H}, m.embLnW, m.embLnB, m.Cfg.LayerNormEps, false))
+	x := s.Keep(ts.Embedding(m.wordEmb, ids, -1, false, false))
+	x = s.Keep(x.Add(s.Keep(ts.Embedding(m.typeEmb, types, -1, false, false)), false))
+	x = s.Keep(x.Add(s.Keep(m.posEmb.Narrow(0, 0, T, false)), false))
+	x = s.Keep(ts.LayerNorm(x, []int64{H}, m.embLnW, m.embLnB, m.Cfg.LayerNormEps, false))
 	x = m.dropout(&s, x, "hidden_dropout_prob", train)
 	for i := range m.layers {
 		next, err := m.layer(&m.layers[i], x, attnMask, B, T, train)
 		if err != nil {
 			return nil, err
 		}
-		s.free()
-		x = s.keep(next, nil)
+		s.Free()
+		x = s.Keep(next, nil)
 	}
-	cls := s.keep(x.Select(1, 0, false))
-	pooled := s.keep(s.keep(ts.Linear(cls, m.poolW, m.poolB)).Tanh(false))
+	cls := s.Keep(x.Select(1, 0, false))
+	pooled := s.Keep(s.Keep(ts.Linear(cls, m.poolW, m.poolB)).Tanh(false))
 	pooled = m.dropout(&s, pooled, "classifier_dropout", train)
-	out := s.keep(ts.Linear(pooled, m.clsW, m.clsB))
-	logits = s.keep(out.View([]int64{B}, false))
-	s.free(logits)
+	out := s.Keep(ts.Linear(pooled, m.clsW, m.clsB))
+	logits = s.Keep(out.View([]int64{B}, false))
+	s.Free(logits)
 	return logits, nil
 }
 
 func (m *Model) layer(l *layer, x, attnMask *ts.Tensor, B, T int64, train bool) (out *ts.Tensor, err error) {
-	defer guard(&err)
-	var s scope
-	defer s.free()
+	defer Guard(&err)
+	var s Scope
+	defer s.Free()
 	H := int64(m.Cfg.HiddenSize)
 	nh := int64(m.Cfg.NumHeads)
 	dh := H / nh
 	// [B, T, 3H] -> [B, T, 3, nh, dh] -> [3, B, nh, T, dh]
-	qkv := s.keep(ts.Linear(x, l.qkvW, l.qkvB))
-	qkv = s.keep(s.keep(qkv.View([]int64{B, T, 3, nh, dh}, false)).Permute([]int64{2, 0, 3, 1, 4}, false))
-	q := s.keep(qkv.Select(0, 0, false))
-	k := s.keep(qkv.Select(0, 1, false))
-	v := s.keep(qkv.Select(0, 2, false))
-	scores := s.keep(q.Matmul(s.keep(k.Transpose(-1, -2, false)), false))
-	scores = s.keep(scores.DivScalar(ts.FloatScalar(math.Sqrt(float64(dh))), false))
-	scores = s.keep(scores.Add(attnMask, false))
-	probs := s.keep(scores.Softmax(-1, gotch.Float, false))
+	qkv := s.Keep(ts.Linear(x, l.qkvW, l.qkvB))
+	qkv = s.Keep(s.Keep(qkv.View([]int64{B, T, 3, nh, dh}, false)).Permute([]int64{2, 0, 3, 1, 4}, false))
+	q := s.Keep(qkv.Select(0, 0, false))
+	k := s.Keep(qkv.Select(0, 1, false))
+	v := s.Keep(qkv.Select(0, 2, false))
+	scores := s.Keep(q.Matmul(s.Keep(k.Transpose(-1, -2, false)), false))
+	scores = s.Keep(scores.DivScalar(ts.FloatScalar(math.Sqrt(float64(dh))), false))
+	scores = s.Keep(scores.Add(attnMask, false))
+	probs := s.Keep(scores.Softmax(-1, gotch.Float, false))
 	probs = m.dropout(&s, probs, "attention_probs_dropout_prob", train)
-	ctx := s.keep(probs.Matmul(v, false))                                             // [B, nh, T, dh]
-	ctx = s.keep(s.keep(ctx.Transpose(1, 2, false)).Reshape([]int64{B, T, H}, false)) // [B, T, H]
-	attn := s.keep(ts.Linear(ctx, l.attnOutW, l.attnOutB))
+	ctx := s.Keep(probs.Matmul(v, false))                                             // [B, nh, T, dh]
+	ctx = s.Keep(s.Keep(ctx.Transpose(1, 2, false)).Reshape([]int64{B, T, H}, false)) // [B, T, H]
+	attn := s.Keep(ts.Linear(ctx, l.attnOutW, l.attnOutB))
 	attn = m.dropout(&s, attn, "hidden_dropout_prob", train)
-	attn = s.keep(ts.LayerNorm(s.keep(attn.Add(x, false)), []int64{H}, l.attnLnW, l.attnLnB, m.Cfg.LayerNormEps, false))
-	inter := s.keep(ts.Linear(attn, l.interW, l.interB))
-	inter = s.keep(inter.Gelu(m.geluApprox(), false))
-	o := s.keep(ts.Linear(inter, l.outW, l.outB))
+	attn = s.Keep(ts.LayerNorm(s.Keep(attn.Add(x, false)), []int64{H}, l.attnLnW, l.attnLnB, m.Cfg.LayerNormEps, false))
+	inter := s.Keep(ts.Linear(attn, l.interW, l.interB))
+	inter = s.Keep(inter.Gelu(m.geluApprox(), false))
+	o := s.Keep(ts.Linear(inter, l.outW, l.outB))
 	o = m.dropout(&s, o, "hidden_dropout_prob", train)
-	out = s.keep(ts.LayerNorm(s.keep(o.Add(attn, false)), []int64{H}, l.outLnW, l.outLnB, m.Cfg.LayerNormEps, false))
-	s.free(out)
+	out = s.Keep(ts.LayerNorm(s.Keep(o.Add(attn, false)), []int64{H}, l.outLnW, l.outLnB, m.Cfg.LayerNormEps, false))
+	s.Free(out)
 	return out, nil
 }
 
@@ -311,12 +311,12 @@ func (m *Model) geluApprox() string {
 
 // dropout applies training-time dropout with the probability config.json
 // gives for key; at inference it is the identity.
-func (m *Model) dropout(s *scope, x *ts.Tensor, key string, train bool) *ts.Tensor {
+func (m *Model) dropout(s *Scope, x *ts.Tensor, key string, train bool) *ts.Tensor {
 	p := m.dropoutP(key)
 	if !train || p == 0 {
 		return x
 	}
-	return s.keep(ts.Dropout(x, p, true))
+	return s.Keep(ts.Dropout(x, p, true))
 }
 
 // dropoutP reads a dropout probability from config.json; transformers'

@@ -30,16 +30,16 @@ func Threads() int { return int(C.at_get_num_threads()) }
 // ManualSeed seeds libtorch's generator (dropout masks during training).
 func ManualSeed(seed int64) { C.at_manual_seed(C.int64_t(seed)) }
 
-// torchError carries a libtorch error up through a forward pass; see scope.
+// torchError carries a libtorch error up through a forward pass; see Scope.
 type torchError struct{ err error }
 
-// scope owns the tensors one computation creates so they are freed
+// Scope owns the tensors one computation creates so they are freed
 // deterministically (gotch otherwise frees them in finalizers, which can race
-// with cgo calls still using them). Operations go through keep, which turns a
-// libtorch error into a panic that guard turns back into an error.
-type scope struct{ held []*ts.Tensor }
+// with cgo calls still using them). Operations go through Keep, which turns a
+// libtorch error into a panic that Guard turns back into an error.
+type Scope struct{ held []*ts.Tensor }
 
-func (s *scope) keep(t *ts.Tensor, err error) *ts.Tensor {
+func (s *Scope) Keep(t *ts.Tensor, err error) *ts.Tensor {
 	if err != nil {
 		panic(torchError{err})
 	}
@@ -47,8 +47,15 @@ func (s *scope) keep(t *ts.Tensor, err error) *ts.Tensor {
 	return t
 }
 
-// free drops every held tensor except those in keep.
-func (s *scope) free(keep ...*ts.Tensor) {
+// Check is Keep for operations that return no tensor (in-place ones, backward).
+func Check(err error) {
+	if err != nil {
+		panic(torchError{err})
+	}
+}
+
+// Free drops every held tensor except those in keep.
+func (s *Scope) Free(keep ...*ts.Tensor) {
 	for _, t := range s.held {
 		kept := false
 		for _, k := range keep {
@@ -61,8 +68,9 @@ func (s *scope) free(keep ...*ts.Tensor) {
 	s.held = s.held[:0]
 }
 
-// guard converts a torchError panic raised by keep into *err.
-func guard(err *error) {
+// Guard, deferred, converts a torchError panic raised by Keep into *err.
+// The trainer shares Scope and Guard.
+func Guard(err *error) {
 	if r := recover(); r != nil {
 		te, ok := r.(torchError)
 		if !ok {

@@ -187,6 +187,8 @@ var statusCodes = []struct {
 	{ErrInvalidRequest, codes.InvalidArgument},
 	{ErrNoModel, codes.NotFound},
 	{ErrTooLarge, codes.ResourceExhausted},
+	{ErrBusy, codes.FailedPrecondition},
+	{ErrNoTrainer, codes.Unimplemented},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 	{context.Canceled, codes.Canceled},
 }

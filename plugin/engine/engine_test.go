@@ -126,7 +126,9 @@ func TestMiniLMMatchesTransformers(t *testing.T) {
 		if maxLen == 128 {
 			want = func(i int) float32 { return ps[i].MiniLM128 }
 		}
-		assertClose(t, fmt.Sprintf("minilm@%d", maxLen), scoreAll(t, e, ps), want, 1e-4)
+		// The seeded head gives logits of about +-0.03, so the bound is
+		// tighter than the 1e-4 asked of a trained model's logits.
+		assertClose(t, fmt.Sprintf("minilm@%d", maxLen), scoreAll(t, e, ps), want, 1e-5)
 	}
 }
 

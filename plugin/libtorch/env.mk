@@ -10,7 +10,6 @@
 LIBTORCH_MK_DIR := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 REPO_ROOT := $(abspath $(LIBTORCH_MK_DIR)/../..)
 BUILD_DIR := $(REPO_ROOT)/.build
-CUDA_STUBS := $(BUILD_DIR)/cuda-stubs
 
 # Empty: the system's libtorch (headers under /usr/include, libraries on the default path).
 LIBTORCH ?=
@@ -28,10 +27,16 @@ TORCH_INCLUDE := $(LIBTORCH)/include
 TORCH_LDFLAGS := -L$(LIBTORCH)/lib -Wl,-rpath,$(LIBTORCH)/lib -Wl,--no-as-needed
 TORCH_LABEL := libtorch $(TORCH_VARIANT)
 endif
+# Which libraries need a stub depends on the libtorch: one folder per variant.
+CUDA_STUBS := $(BUILD_DIR)/cuda-stubs$(if $(LIBTORCH),-$(TORCH_VARIANT))
 
 # gotch's own #cgo flags add -std=c++17 and its libraries (-ltorch -lc10 -ltorch_cpu
 # and the CUDA ones, which the stub folder satisfies where they are absent).
-export CGO_CXXFLAGS := -O2 -std=c++17 -I$(TORCH_INCLUDE) -I$(TORCH_INCLUDE)/torch/csrc/api/include -include $(COMPAT_HEADER)
+# Go's build cache keys on flag values, not on headers outside the package: the
+# id (a hash of the compat header and libtorch's version.h) makes a regenerated
+# header or another libtorch rebuild libtch instead of reusing a stale one.
+COMPAT_ID := $(shell cat $(COMPAT_HEADER) $(TORCH_INCLUDE)/torch/csrc/api/include/torch/version.h 2>/dev/null | sha256sum | cut -c1-12)
+export CGO_CXXFLAGS := -O2 -std=c++17 -I$(TORCH_INCLUDE) -I$(TORCH_INCLUDE)/torch/csrc/api/include -include $(COMPAT_HEADER) -DRERANK_COMPAT_ID=$(COMPAT_ID)
 export CGO_LDFLAGS := $(strip $(TORCH_LDFLAGS) -L$(CUDA_STUBS))
 # gotch's init() exits if it cannot create its cache folder.
 export GOTCH_CACHE := $(BUILD_DIR)/gotch-cache

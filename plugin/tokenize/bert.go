@@ -48,6 +48,7 @@ type addedToken struct {
 type bertText struct {
 	cleanText, chinese, stripAccents, lowercase bool
 	added                                       []addedToken
+	first                                       [256]bool // first bytes of added tokens: a cheap pre-check
 }
 
 func newBertText(cfg fileConfig) (*bertText, error) {
@@ -75,6 +76,9 @@ func newBertText(cfg fileConfig) (*bertText, error) {
 		}
 	}
 	b.added = cfg.AddedTokens
+	for _, t := range b.added {
+		b.first[t.Content[0]] = true
+	}
 	return b, nil
 }
 
@@ -84,6 +88,9 @@ func newBertText(cfg fileConfig) (*bertText, error) {
 func (b *bertText) split(s string, text func(string), token func(id int)) {
 	start := 0
 	for i := 0; i < len(s); i++ {
+		if !b.first[s[i]] {
+			continue
+		}
 		best := -1
 		for k, t := range b.added {
 			if strings.HasPrefix(s[i:], t.Content) && (best < 0 || len(t.Content) > len(b.added[best].Content)) {

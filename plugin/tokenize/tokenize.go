@@ -2,16 +2,19 @@
 // token for token what the Hugging Face fast tokenizer produces for
 // tok(query, doc, truncation=True, max_length=L): [CLS] q [SEP] d [SEP] with
 // token types 0 for [CLS] q [SEP] and 1 for d [SEP], truncated "longest_first".
+// The fixtures in plugin/testdata/parity pin this on SciFact and edge cases.
 //
-// Word pieces come from github.com/sugarme/tokenizer (pure Go) loading the
-// model's tokenizer.json; the pair template and the truncation are done here,
-// because the library's own truncation does not follow Hugging Face's and the
-// tokenizer.json of some models carries fixed truncation/padding settings that
-// transformers ignores at call time (all-MiniLM-L6-v2's pads every input to 128).
+// github.com/sugarme/tokenizer (pure Go) loads the tokenizer.json and runs the
+// WordPiece vocabulary lookup. Special-token splitting, normalization and
+// pre-tokenization are done here (bert.go says where the library departs from
+// Hugging Face), and so are the pair template and the truncation: the library's
+// truncation is not Hugging Face's, and the tokenizer.json of some models
+// carries fixed truncation/padding that transformers ignores at call time
+// (all-MiniLM-L6-v2's pads every input to 128).
 //
-// An Encoder is safe for concurrent use: encoding only reads the vocabulary,
-// the normalizer and the compiled regular expressions of the loaded tokenizer
-// (checked under the race detector in the tests), so it needs no lock.
+// An Encoder is safe for concurrent use without a lock: encoding only reads
+// immutable state (the flags and added tokens here, the library's vocabulary
+// map); the tests encode from 8 goroutines under the race detector.
 package tokenize
 
 import (
@@ -24,6 +27,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/sugarme/tokenizer"
@@ -65,7 +70,7 @@ type Encoder struct {
 // Load reads a Hugging Face tokenizer.json of a BERT-style model (BertNormalizer,
 // BertPreTokenizer, WordPiece, pair template [CLS] A [SEP] B [SEP]). When a
 // tokenizer_config.json sits next to it, its model_max_length is reported by
-// MaxPositions and bounds maxLen.
+// MaxPositions.
 func Load(tokenizerJSON string) (*Encoder, error) {
 	data, err := os.ReadFile(tokenizerJSON)
 	if err != nil {
@@ -176,7 +181,9 @@ func readModelMaxLength(path string) (int, error) {
 func (e *Encoder) PadID() int64 { return e.pad }
 
 // MaxPositions is model_max_length from the tokenizer_config.json next to the
-// tokenizer.json, or 0 when unknown. Callers should not pass a larger maxLen.
+// tokenizer.json, or 0 when unknown. Like transformers, EncodePair does not
+// enforce it: the hard bound is the model's max_position_embeddings, which the
+// caller knows from config.json.
 func (e *Encoder) MaxPositions() int { return e.maxPositions }
 
 // Path is the tokenizer.json this encoder was loaded from.
@@ -186,7 +193,7 @@ func (e *Encoder) Path() string { return e.path }
 // truncating like Hugging Face's longest_first. An empty doc is allowed and gives
 // [CLS] query [SEP] [SEP], as the Rust tokenizer and transformers' batch call do.
 func (e *Encoder) EncodePair(query, doc string, maxLen int) (Pair, error) {
-	q, d, err := e.tokens(query, doc, maxLen)
+	q, d, err := e.tokens(query, doc, maxLen, true)
 	if err != nil {
 		return Pair{}, err
 	}
@@ -202,7 +209,7 @@ func (e *Encoder) EncodePair(query, doc string, maxLen int) (Pair, error) {
 // than half the budget is cut to (maxLen-3)/2 tokens, where Hugging Face would
 // fail. When the pair fits, the single window equals EncodePair's result.
 func (e *Encoder) EncodePairWindows(query, doc string, maxLen, stride int) ([]Pair, error) {
-	q, d, err := e.tokens(query, doc, maxLen)
+	q, d, err := e.tokens(query, doc, maxLen, false)
 	if err != nil {
 		return nil, err
 	}
@@ -256,33 +263,43 @@ func longestFirst(nq, nd, budget int) (int, int) {
 }
 
 // tokens validates the inputs and returns the word-piece ids of query and doc.
-func (e *Encoder) tokens(query, doc string, maxLen int) (q, d []int64, err error) {
+//
+// With truncate set, the document is tokenized only as far as EncodePair can
+// keep: longestFirst gives the same answer for any document length above
+// max(budget, len(q)), so max(budget, len(q))+1 tokens decide it.
+func (e *Encoder) tokens(query, doc string, maxLen int, truncate bool) (q, d []int64, err error) {
 	if maxLen < MinMaxLen {
 		return nil, nil, fmt.Errorf("tokenize: maxLen %d is below %d (3 special tokens and one token of each text)", maxLen, MinMaxLen)
 	}
-	if e.maxPositions > 0 && maxLen > e.maxPositions {
-		return nil, nil, fmt.Errorf("tokenize: maxLen %d exceeds the model's %d positions (%s)", maxLen, e.maxPositions, e.path)
-	}
-	if q, err = e.ids(query, "query"); err != nil {
+	if q, err = e.ids(query, "query", 0); err != nil {
 		return nil, nil, err
 	}
 	if len(q) == 0 {
 		return nil, nil, ErrEmptyQuery
 	}
-	if d, err = e.ids(doc, "document"); err != nil {
+	limit := 0
+	if truncate {
+		limit = max(maxLen-specials, len(q)) + 1
+	}
+	if d, err = e.ids(doc, "document", limit); err != nil {
 		return nil, nil, err
 	}
 	return q, d, nil
 }
 
+// chunkBytes is how much text is normalized at a time, so that a long document
+// is not normalized and split far beyond the tokens that will be kept.
+const chunkBytes = 2048
+
 // ids tokenizes one text without special tokens: added tokens, then per piece
-// BERT normalization and pre-tokenization, then the library's WordPiece.
+// BERT normalization and pre-tokenization, then the library's WordPiece. It
+// stops after limit ids (limit <= 0: the whole text).
 //
 // Invalid UTF-8 is an error rather than silently replaced: protobuf strings
 // already cannot carry it, so it only arrives through a bug upstream, and
 // Hugging Face (Python str) never sees such bytes, so there is no reference
 // behaviour to match. Callers that want replacement can use strings.ToValidUTF8.
-func (e *Encoder) ids(text, what string) (ids []int64, err error) {
+func (e *Encoder) ids(text, what string, limit int) (ids []int64, err error) {
 	if !utf8.ValidString(text) {
 		return nil, fmt.Errorf("%w (%s)", ErrInvalidUTF8, what)
 	}
@@ -291,23 +308,43 @@ func (e *Encoder) ids(text, what string) (ids []int64, err error) {
 			ids, err = nil, fmt.Errorf("tokenize: %s: tokenizer failed: %v", what, p)
 		}
 	}()
+	full := func() bool { return err != nil || limit > 0 && len(ids) >= limit }
+	word := func(w string) {
+		if full() {
+			return
+		}
+		toks, terr := e.model.Tokenize(w)
+		if terr != nil {
+			err = fmt.Errorf("tokenize: %s: %w", what, terr)
+			return
+		}
+		for _, t := range toks {
+			ids = append(ids, int64(t.Id))
+		}
+	}
 	e.text.split(text, func(piece string) {
-		preTokenize(e.text.normalize(piece), func(w string) {
-			if err != nil {
-				return
+		for piece != "" && !full() {
+			// Cutting before a whitespace character changes nothing: whitespace ends a
+			// word and no normalization step looks across it.
+			chunk := piece
+			if len(piece) > chunkBytes {
+				if cut := strings.IndexFunc(piece[chunkBytes:], unicode.IsSpace); cut >= 0 {
+					chunk = piece[:chunkBytes+cut]
+				}
 			}
-			toks, terr := e.model.Tokenize(w)
-			if terr != nil {
-				err = fmt.Errorf("tokenize: %s: %w", what, terr)
-				return
-			}
-			for _, t := range toks {
-				ids = append(ids, int64(t.Id))
-			}
-		})
-	}, func(id int) { ids = append(ids, int64(id)) })
+			piece = piece[len(chunk):]
+			preTokenize(e.text.normalize(chunk), word)
+		}
+	}, func(id int) {
+		if !full() {
+			ids = append(ids, int64(id))
+		}
+	})
 	if err != nil {
 		return nil, err
+	}
+	if limit > 0 && len(ids) > limit {
+		ids = ids[:limit]
 	}
 	return ids, nil
 }

@@ -241,6 +241,59 @@ func TestLongestFirst(t *testing.T) {
 	}
 }
 
+// EncodePair tokenizes a document only up to max(budget, len(q))+1 tokens; the
+// truncation must not be able to tell.
+func TestLongestFirstNeedsFewDocumentTokens(t *testing.T) {
+	for budget := 2; budget <= 20; budget++ {
+		for nq := 1; nq <= 30; nq++ {
+			limit := max(budget, nq) + 1
+			for nd := 0; nd <= 60; nd++ {
+				q1, d1 := longestFirst(nq, nd, budget)
+				q2, d2 := longestFirst(nq, min(nd, limit), budget)
+				if q1 != q2 || d1 != d2 {
+					t.Fatalf("budget %d, nq %d, nd %d: %d,%d but %d,%d with the document cut to %d", budget, nq, nd, q1, d1, q2, d2, limit)
+				}
+			}
+		}
+	}
+}
+
+// Long texts are normalized in chunks cut at whitespace; the result must equal
+// normalizing the whole text at once, marks and ideographs at the cuts included.
+func TestChunkedTokenizationMatchesWhole(t *testing.T) {
+	e := load(t)
+	var sb strings.Builder
+	for i, v := range readJSONL[vector](t, pairsPath)[:40] {
+		sb.WriteString(v.Text)
+		sb.WriteString([]string{" \u0301e\u0301 ", "\u00a0中文 ", "\t\x00 ", " Çà "}[i%4])
+	}
+	doc := sb.String()
+	if len(doc) < 10*chunkBytes {
+		t.Fatalf("document of %d bytes is too short to cross several chunks", len(doc))
+	}
+	var want []int64
+	preTokenize(e.text.normalize(doc), func(w string) {
+		toks, err := e.model.Tokenize(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tk := range toks {
+			want = append(want, int64(tk.Id))
+		}
+	})
+	got, err := e.ids(doc, "document", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("chunked tokenization differs: %d ids, whole text gives %d", len(got), len(want))
+	}
+	got, err = e.ids(doc, "document", 300)
+	if err != nil || !slices.Equal(got, want[:300]) {
+		t.Fatalf("limited tokenization: %v, %d ids, want the first 300", err, len(got))
+	}
+}
+
 func TestEncodeErrors(t *testing.T) {
 	e := load(t)
 	for _, c := range []struct {
@@ -255,7 +308,6 @@ func TestEncodeErrors(t *testing.T) {
 		{"invalid UTF-8 query", "caf\xe9", "doc", 128, ErrInvalidUTF8, "query"},
 		{"invalid UTF-8 doc", "query", "ok \xff\xfe", 128, ErrInvalidUTF8, "document"},
 		{"maxLen too small", "query", "doc", MinMaxLen - 1, nil, "below"},
-		{"maxLen above model positions", "query", "doc", 513, nil, "exceeds the model's 512"},
 	} {
 		_, err := e.EncodePair(c.query, c.doc, c.maxLen)
 		_, werr := e.EncodePairWindows(c.query, c.doc, c.maxLen, 0)
@@ -300,6 +352,13 @@ func TestLoadErrors(t *testing.T) {
 	swapped := clone(t, cfg)
 	pair := swapped["post_processor"].(map[string]any)["pair"].([]any)
 	pair[1], pair[3] = pair[3], pair[1]
+	otherNormalizer := clone(t, cfg)
+	otherNormalizer["normalizer"] = map[string]any{"type": "NFC"}
+	stripToken := clone(t, cfg)
+	stripToken["added_tokens"].([]any)[4].(map[string]any)["lstrip"] = true
+	// The library type-asserts this without checking: it must not panic through Load.
+	badProcessor := clone(t, cfg)
+	badProcessor["post_processor"] = map[string]any{"type": 5}
 
 	for name, content := range map[string][]byte{
 		"empty":          nil,
@@ -308,6 +367,9 @@ func TestLoadErrors(t *testing.T) {
 		"wrong shape":    []byte(`{"model": 5, "normalizer": "x"}`),
 		"no model":       []byte(`{"version": "1.0"}`),
 		"swapped pair":   marshal(t, swapped),
+		"NFC normalizer": marshal(t, otherNormalizer),
+		"lstrip token":   marshal(t, stripToken),
+		"bad processor":  marshal(t, badProcessor),
 	} {
 		path := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".json")
 		if err := os.WriteFile(path, content, 0o644); err != nil {

@@ -584,6 +584,972 @@ func (x *HealthResponse) GetStatus() string {
 	return ""
 }
 
+type FinetuneControl struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*FinetuneControl_Start
+	//	*FinetuneControl_Stop
+	Kind          isFinetuneControl_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FinetuneControl) Reset() {
+	*x = FinetuneControl{}
+	mi := &file_reranker_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FinetuneControl) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FinetuneControl) ProtoMessage() {}
+
+func (x *FinetuneControl) ProtoReflect() protoreflect.Message {
+	mi := &file_reranker_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FinetuneControl.ProtoReflect.Descriptor instead.
+func (*FinetuneControl) Descriptor() ([]byte, []int) {
+	return file_reranker_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *FinetuneControl) GetKind() isFinetuneControl_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *FinetuneControl) GetStart() *FinetuneRequest {
+	if x != nil {
+		if x, ok := x.Kind.(*FinetuneControl_Start); ok {
+			return x.Start
+		}
+	}
+	return nil
+}
+
+func (x *FinetuneControl) GetStop() *FinetuneStop {
+	if x != nil {
+		if x, ok := x.Kind.(*FinetuneControl_Stop); ok {
+			return x.Stop
+		}
+	}
+	return nil
+}
+
+type isFinetuneControl_Kind interface {
+	isFinetuneControl_Kind()
+}
+
+type FinetuneControl_Start struct {
+	Start *FinetuneRequest `protobuf:"bytes,1,opt,name=start,proto3,oneof"`
+}
+
+type FinetuneControl_Stop struct {
+	Stop *FinetuneStop `protobuf:"bytes,2,opt,name=stop,proto3,oneof"`
+}
+
+func (*FinetuneControl_Start) isFinetuneControl_Kind() {}
+
+func (*FinetuneControl_Stop) isFinetuneControl_Kind() {}
+
+type FinetuneStop struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FinetuneStop) Reset() {
+	*x = FinetuneStop{}
+	mi := &file_reranker_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FinetuneStop) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FinetuneStop) ProtoMessage() {}
+
+func (x *FinetuneStop) ProtoReflect() protoreflect.Message {
+	mi := &file_reranker_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FinetuneStop.ProtoReflect.Descriptor instead.
+func (*FinetuneStop) Descriptor() ([]byte, []int) {
+	return file_reranker_proto_rawDescGZIP(), []int{11}
+}
+
+type FinetuneRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	BaseModel string                 `protobuf:"bytes,1,opt,name=base_model,json=baseModel,proto3" json:"base_model,omitempty"`
+	OutDir    string                 `protobuf:"bytes,2,opt,name=out_dir,json=outDir,proto3" json:"out_dir,omitempty"`
+	Resume    bool                   `protobuf:"varint,3,opt,name=resume,proto3" json:"resume,omitempty"`
+	Config    *TrainConfig           `protobuf:"bytes,4,opt,name=config,proto3" json:"config,omitempty"`
+	// Texts are sent once and referenced by index from pairs and candidates.
+	Docs       []*Document  `protobuf:"bytes,5,rep,name=docs,proto3" json:"docs,omitempty"`
+	Train      []*TrainPair `protobuf:"bytes,6,rep,name=train,proto3" json:"train,omitempty"`
+	Validation []*ValQuery  `protobuf:"bytes,7,rep,name=validation,proto3" json:"validation,omitempty"`
+	// Where the data came from, for the model card; data_report is JSON.
+	DataSource    string `protobuf:"bytes,8,opt,name=data_source,json=dataSource,proto3" json:"data_source,omitempty"`
+	DataReport    string `protobuf:"bytes,9,opt,name=data_report,json=dataReport,proto3" json:"data_report,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FinetuneRequest) Reset() {
+	*x = FinetuneRequest{}
+	mi := &file_reranker_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FinetuneRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FinetuneRequest) ProtoMessage() {}
+
+func (x *FinetuneRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_reranker_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FinetuneRequest.ProtoReflect.Descriptor instead.
+func (*FinetuneRequest) Descriptor() ([]byte, []int) {
+	return file_reranker_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *FinetuneRequest) GetBaseModel() string {
+	if x != nil {
+		return x.BaseModel
+	}
+	return ""
+}
+
+func (x *FinetuneRequest) GetOutDir() string {
+	if x != nil {
+		return x.OutDir
+	}
+	return ""
+}
+
+func (x *FinetuneRequest) GetResume() bool {
+	if x != nil {
+		return x.Resume
+	}
+	return false
+}
+
+func (x *FinetuneRequest) GetConfig() *TrainConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *FinetuneRequest) GetDocs() []*Document {
+	if x != nil {
+		return x.Docs
+	}
+	return nil
+}
+
+func (x *FinetuneRequest) GetTrain() []*TrainPair {
+	if x != nil {
+		return x.Train
+	}
+	return nil
+}
+
+func (x *FinetuneRequest) GetValidation() []*ValQuery {
+	if x != nil {
+		return x.Validation
+	}
+	return nil
+}
+
+func (x *FinetuneRequest) GetDataSource() string {
+	if x != nil {
+		return x.DataSource
+	}
+	return ""
+}
+
+func (x *FinetuneRequest) GetDataReport() string {
+	if x != nil {
+		return x.DataReport
+	}
+	return ""
+}
+
+type TrainConfig struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Epochs           int32                  `protobuf:"varint,1,opt,name=epochs,proto3" json:"epochs,omitempty"`
+	LearningRate     float64                `protobuf:"fixed64,2,opt,name=learning_rate,json=learningRate,proto3" json:"learning_rate,omitempty"`
+	BatchSize        int32                  `protobuf:"varint,3,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
+	MaxLength        int32                  `protobuf:"varint,4,opt,name=max_length,json=maxLength,proto3" json:"max_length,omitempty"`
+	Window           bool                   `protobuf:"varint,5,opt,name=window,proto3" json:"window,omitempty"`
+	EvalSteps        int32                  `protobuf:"varint,6,opt,name=eval_steps,json=evalSteps,proto3" json:"eval_steps,omitempty"`
+	EvalBatchSize    int32                  `protobuf:"varint,7,opt,name=eval_batch_size,json=evalBatchSize,proto3" json:"eval_batch_size,omitempty"`
+	Patience         int32                  `protobuf:"varint,8,opt,name=patience,proto3" json:"patience,omitempty"`
+	Seed             uint64                 `protobuf:"varint,9,opt,name=seed,proto3" json:"seed,omitempty"`
+	Loss             string                 `protobuf:"bytes,10,opt,name=loss,proto3" json:"loss,omitempty"`
+	PosWeight        float64                `protobuf:"fixed64,11,opt,name=pos_weight,json=posWeight,proto3" json:"pos_weight,omitempty"`
+	LabelMax         float64                `protobuf:"fixed64,12,opt,name=label_max,json=labelMax,proto3" json:"label_max,omitempty"`
+	WarmupRatio      float64                `protobuf:"fixed64,13,opt,name=warmup_ratio,json=warmupRatio,proto3" json:"warmup_ratio,omitempty"`
+	WeightDecay      float64                `protobuf:"fixed64,14,opt,name=weight_decay,json=weightDecay,proto3" json:"weight_decay,omitempty"`
+	MaxGradNorm      float64                `protobuf:"fixed64,15,opt,name=max_grad_norm,json=maxGradNorm,proto3" json:"max_grad_norm,omitempty"`
+	DivergenceFactor float64                `protobuf:"fixed64,16,opt,name=divergence_factor,json=divergenceFactor,proto3" json:"divergence_factor,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *TrainConfig) Reset() {
+	*x = TrainConfig{}
+	mi := &file_reranker_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrainConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrainConfig) ProtoMessage() {}
+
+func (x *TrainConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_reranker_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrainConfig.ProtoReflect.Descriptor instead.
+func (*TrainConfig) Descriptor() ([]byte, []int) {
+	return file_reranker_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TrainConfig) GetEpochs() int32 {
+	if x != nil {
+		return x.Epochs
+	}
+	return 0
+}
+
+func (x *TrainConfig) GetLearningRate() float64 {
+	if x != nil {
+		return x.LearningRate
+	}
+	return 0
+}
+
+func (x *TrainConfig) GetBatchSize() int32 {
+	if x != nil {
+		return x.BatchSize
+	}
+	return 0
+}
+
+func (x *TrainConfig) GetMaxLength() int32 {
+	if x != nil {
+		return x.MaxLength
+	}
+	return 0
+}
+
+func (x *TrainConfig) GetWindow() bool {
+	if x != nil {
+		return x.Window
+	}
+	return false
+}
+
+func (x *TrainConfig) GetEvalSteps() int32 {
+	if x != nil {
+		return x.EvalSteps
+	}
+	return 0
+}
+
+func (x *TrainConfig) GetEvalBatchSize() int32 {
+	if x != nil {
+		return x.EvalBatchSize
+	}
+	return 0
+}
+
+func (x *TrainConfig) GetPatience() int32 {
+	if x != nil {
+		return x.Patience
+	}
+	return 0
+}
+
+func (x *TrainConfig) GetSeed() uint64 {
+	if x != nil {
+		return x.Seed
+	}
+	return 0
+}
+
+func (x *TrainConfig) GetLoss() string {
+	if x != nil {
+		return x.Loss
+	}
+	return ""
+}
+
+func (x *TrainConfig) GetPosWeight() float64 {
+	if x != nil {
+		return x.PosWeight
+	}
+	return 0
+}
+
+func (x *TrainConfig) GetLabelMax() float64 {
+	if x != nil {
+		return x.LabelMax
+	}
+	return 0
+}
+
+func (x *TrainConfig) GetWarmupRatio() float64 {
+	if x != nil {
+		return x.WarmupRatio
+	}
+	return 0
+}
+
+func (x *TrainConfig) GetWeightDecay() float64 {
+	if x != nil {
+		return x.WeightDecay
+	}
+	return 0
+}
+
+func (x *TrainConfig) GetMaxGradNorm() float64 {
+	if x != nil {
+		return x.MaxGradNorm
+	}
+	return 0
+}
+
+func (x *TrainConfig) GetDivergenceFactor() float64 {
+	if x != nil {
+		return x.DivergenceFactor
+	}
+	return 0
+}
+
+type TrainPair struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	QueryId       string                 `protobuf:"bytes,1,opt,name=query_id,json=queryId,proto3" json:"query_id,omitempty"`
+	Query         string                 `protobuf:"bytes,2,opt,name=query,proto3" json:"query,omitempty"`
+	Doc           int32                  `protobuf:"varint,3,opt,name=doc,proto3" json:"doc,omitempty"`
+	Label         float64                `protobuf:"fixed64,4,opt,name=label,proto3" json:"label,omitempty"`
+	Weight        float64                `protobuf:"fixed64,5,opt,name=weight,proto3" json:"weight,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrainPair) Reset() {
+	*x = TrainPair{}
+	mi := &file_reranker_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrainPair) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrainPair) ProtoMessage() {}
+
+func (x *TrainPair) ProtoReflect() protoreflect.Message {
+	mi := &file_reranker_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrainPair.ProtoReflect.Descriptor instead.
+func (*TrainPair) Descriptor() ([]byte, []int) {
+	return file_reranker_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *TrainPair) GetQueryId() string {
+	if x != nil {
+		return x.QueryId
+	}
+	return ""
+}
+
+func (x *TrainPair) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
+
+func (x *TrainPair) GetDoc() int32 {
+	if x != nil {
+		return x.Doc
+	}
+	return 0
+}
+
+func (x *TrainPair) GetLabel() float64 {
+	if x != nil {
+		return x.Label
+	}
+	return 0
+}
+
+func (x *TrainPair) GetWeight() float64 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+type ValQuery struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	QueryId       string                 `protobuf:"bytes,1,opt,name=query_id,json=queryId,proto3" json:"query_id,omitempty"`
+	Query         string                 `protobuf:"bytes,2,opt,name=query,proto3" json:"query,omitempty"`
+	Candidates    []int32                `protobuf:"varint,3,rep,packed,name=candidates,proto3" json:"candidates,omitempty"`
+	Judged        map[string]int32       `protobuf:"bytes,4,rep,name=judged,proto3" json:"judged,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValQuery) Reset() {
+	*x = ValQuery{}
+	mi := &file_reranker_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValQuery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValQuery) ProtoMessage() {}
+
+func (x *ValQuery) ProtoReflect() protoreflect.Message {
+	mi := &file_reranker_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValQuery.ProtoReflect.Descriptor instead.
+func (*ValQuery) Descriptor() ([]byte, []int) {
+	return file_reranker_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ValQuery) GetQueryId() string {
+	if x != nil {
+		return x.QueryId
+	}
+	return ""
+}
+
+func (x *ValQuery) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
+
+func (x *ValQuery) GetCandidates() []int32 {
+	if x != nil {
+		return x.Candidates
+	}
+	return nil
+}
+
+func (x *ValQuery) GetJudged() map[string]int32 {
+	if x != nil {
+		return x.Judged
+	}
+	return nil
+}
+
+type EvalPoint struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Step          int32                  `protobuf:"varint,1,opt,name=step,proto3" json:"step,omitempty"`
+	Epoch         float64                `protobuf:"fixed64,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Ndcg10        float64                `protobuf:"fixed64,3,opt,name=ndcg10,proto3" json:"ndcg10,omitempty"`
+	Mrr10         float64                `protobuf:"fixed64,4,opt,name=mrr10,proto3" json:"mrr10,omitempty"`
+	TrainLoss     float64                `protobuf:"fixed64,5,opt,name=train_loss,json=trainLoss,proto3" json:"train_loss,omitempty"`
+	Best          bool                   `protobuf:"varint,6,opt,name=best,proto3" json:"best,omitempty"`
+	Seconds       float64                `protobuf:"fixed64,7,opt,name=seconds,proto3" json:"seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvalPoint) Reset() {
+	*x = EvalPoint{}
+	mi := &file_reranker_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvalPoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvalPoint) ProtoMessage() {}
+
+func (x *EvalPoint) ProtoReflect() protoreflect.Message {
+	mi := &file_reranker_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvalPoint.ProtoReflect.Descriptor instead.
+func (*EvalPoint) Descriptor() ([]byte, []int) {
+	return file_reranker_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *EvalPoint) GetStep() int32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *EvalPoint) GetEpoch() float64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *EvalPoint) GetNdcg10() float64 {
+	if x != nil {
+		return x.Ndcg10
+	}
+	return 0
+}
+
+func (x *EvalPoint) GetMrr10() float64 {
+	if x != nil {
+		return x.Mrr10
+	}
+	return 0
+}
+
+func (x *EvalPoint) GetTrainLoss() float64 {
+	if x != nil {
+		return x.TrainLoss
+	}
+	return 0
+}
+
+func (x *EvalPoint) GetBest() bool {
+	if x != nil {
+		return x.Best
+	}
+	return false
+}
+
+func (x *EvalPoint) GetSeconds() float64 {
+	if x != nil {
+		return x.Seconds
+	}
+	return 0
+}
+
+type FinetuneProgress struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Step           int32                  `protobuf:"varint,1,opt,name=step,proto3" json:"step,omitempty"`
+	TotalSteps     int32                  `protobuf:"varint,2,opt,name=total_steps,json=totalSteps,proto3" json:"total_steps,omitempty"`
+	Epoch          int32                  `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Loss           float64                `protobuf:"fixed64,4,opt,name=loss,proto3" json:"loss,omitempty"`
+	LearningRate   float64                `protobuf:"fixed64,5,opt,name=learning_rate,json=learningRate,proto3" json:"learning_rate,omitempty"`
+	GradNorm       float64                `protobuf:"fixed64,6,opt,name=grad_norm,json=gradNorm,proto3" json:"grad_norm,omitempty"`
+	Eval           *EvalPoint             `protobuf:"bytes,7,opt,name=eval,proto3" json:"eval,omitempty"`
+	EtaSeconds     float64                `protobuf:"fixed64,8,opt,name=eta_seconds,json=etaSeconds,proto3" json:"eta_seconds,omitempty"`
+	PairsPerSecond float64                `protobuf:"fixed64,9,opt,name=pairs_per_second,json=pairsPerSecond,proto3" json:"pairs_per_second,omitempty"`
+	Message        string                 `protobuf:"bytes,10,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *FinetuneProgress) Reset() {
+	*x = FinetuneProgress{}
+	mi := &file_reranker_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FinetuneProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FinetuneProgress) ProtoMessage() {}
+
+func (x *FinetuneProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_reranker_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FinetuneProgress.ProtoReflect.Descriptor instead.
+func (*FinetuneProgress) Descriptor() ([]byte, []int) {
+	return file_reranker_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *FinetuneProgress) GetStep() int32 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *FinetuneProgress) GetTotalSteps() int32 {
+	if x != nil {
+		return x.TotalSteps
+	}
+	return 0
+}
+
+func (x *FinetuneProgress) GetEpoch() int32 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *FinetuneProgress) GetLoss() float64 {
+	if x != nil {
+		return x.Loss
+	}
+	return 0
+}
+
+func (x *FinetuneProgress) GetLearningRate() float64 {
+	if x != nil {
+		return x.LearningRate
+	}
+	return 0
+}
+
+func (x *FinetuneProgress) GetGradNorm() float64 {
+	if x != nil {
+		return x.GradNorm
+	}
+	return 0
+}
+
+func (x *FinetuneProgress) GetEval() *EvalPoint {
+	if x != nil {
+		return x.Eval
+	}
+	return nil
+}
+
+func (x *FinetuneProgress) GetEtaSeconds() float64 {
+	if x != nil {
+		return x.EtaSeconds
+	}
+	return 0
+}
+
+func (x *FinetuneProgress) GetPairsPerSecond() float64 {
+	if x != nil {
+		return x.PairsPerSecond
+	}
+	return 0
+}
+
+func (x *FinetuneProgress) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type FinetuneResult struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OutDir         string                 `protobuf:"bytes,1,opt,name=out_dir,json=outDir,proto3" json:"out_dir,omitempty"`
+	BestCheckpoint string                 `protobuf:"bytes,2,opt,name=best_checkpoint,json=bestCheckpoint,proto3" json:"best_checkpoint,omitempty"`
+	BestStep       int32                  `protobuf:"varint,3,opt,name=best_step,json=bestStep,proto3" json:"best_step,omitempty"`
+	Base           *EvalPoint             `protobuf:"bytes,4,opt,name=base,proto3" json:"base,omitempty"`
+	Best           *EvalPoint             `protobuf:"bytes,5,opt,name=best,proto3" json:"best,omitempty"`
+	Curve          []*EvalPoint           `protobuf:"bytes,6,rep,name=curve,proto3" json:"curve,omitempty"`
+	Stopped        string                 `protobuf:"bytes,7,opt,name=stopped,proto3" json:"stopped,omitempty"`
+	Message        string                 `protobuf:"bytes,8,opt,name=message,proto3" json:"message,omitempty"`
+	Steps          int32                  `protobuf:"varint,9,opt,name=steps,proto3" json:"steps,omitempty"`
+	PairsPerSecond float64                `protobuf:"fixed64,10,opt,name=pairs_per_second,json=pairsPerSecond,proto3" json:"pairs_per_second,omitempty"`
+	TrainSeconds   float64                `protobuf:"fixed64,11,opt,name=train_seconds,json=trainSeconds,proto3" json:"train_seconds,omitempty"`
+	ReportPath     string                 `protobuf:"bytes,12,opt,name=report_path,json=reportPath,proto3" json:"report_path,omitempty"`
+	LastCheckpoint string                 `protobuf:"bytes,13,opt,name=last_checkpoint,json=lastCheckpoint,proto3" json:"last_checkpoint,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *FinetuneResult) Reset() {
+	*x = FinetuneResult{}
+	mi := &file_reranker_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FinetuneResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FinetuneResult) ProtoMessage() {}
+
+func (x *FinetuneResult) ProtoReflect() protoreflect.Message {
+	mi := &file_reranker_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FinetuneResult.ProtoReflect.Descriptor instead.
+func (*FinetuneResult) Descriptor() ([]byte, []int) {
+	return file_reranker_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *FinetuneResult) GetOutDir() string {
+	if x != nil {
+		return x.OutDir
+	}
+	return ""
+}
+
+func (x *FinetuneResult) GetBestCheckpoint() string {
+	if x != nil {
+		return x.BestCheckpoint
+	}
+	return ""
+}
+
+func (x *FinetuneResult) GetBestStep() int32 {
+	if x != nil {
+		return x.BestStep
+	}
+	return 0
+}
+
+func (x *FinetuneResult) GetBase() *EvalPoint {
+	if x != nil {
+		return x.Base
+	}
+	return nil
+}
+
+func (x *FinetuneResult) GetBest() *EvalPoint {
+	if x != nil {
+		return x.Best
+	}
+	return nil
+}
+
+func (x *FinetuneResult) GetCurve() []*EvalPoint {
+	if x != nil {
+		return x.Curve
+	}
+	return nil
+}
+
+func (x *FinetuneResult) GetStopped() string {
+	if x != nil {
+		return x.Stopped
+	}
+	return ""
+}
+
+func (x *FinetuneResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *FinetuneResult) GetSteps() int32 {
+	if x != nil {
+		return x.Steps
+	}
+	return 0
+}
+
+func (x *FinetuneResult) GetPairsPerSecond() float64 {
+	if x != nil {
+		return x.PairsPerSecond
+	}
+	return 0
+}
+
+func (x *FinetuneResult) GetTrainSeconds() float64 {
+	if x != nil {
+		return x.TrainSeconds
+	}
+	return 0
+}
+
+func (x *FinetuneResult) GetReportPath() string {
+	if x != nil {
+		return x.ReportPath
+	}
+	return ""
+}
+
+func (x *FinetuneResult) GetLastCheckpoint() string {
+	if x != nil {
+		return x.LastCheckpoint
+	}
+	return ""
+}
+
+type FinetuneEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*FinetuneEvent_Progress
+	//	*FinetuneEvent_Result
+	Kind          isFinetuneEvent_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FinetuneEvent) Reset() {
+	*x = FinetuneEvent{}
+	mi := &file_reranker_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FinetuneEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FinetuneEvent) ProtoMessage() {}
+
+func (x *FinetuneEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_reranker_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FinetuneEvent.ProtoReflect.Descriptor instead.
+func (*FinetuneEvent) Descriptor() ([]byte, []int) {
+	return file_reranker_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *FinetuneEvent) GetKind() isFinetuneEvent_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *FinetuneEvent) GetProgress() *FinetuneProgress {
+	if x != nil {
+		if x, ok := x.Kind.(*FinetuneEvent_Progress); ok {
+			return x.Progress
+		}
+	}
+	return nil
+}
+
+func (x *FinetuneEvent) GetResult() *FinetuneResult {
+	if x != nil {
+		if x, ok := x.Kind.(*FinetuneEvent_Result); ok {
+			return x.Result
+		}
+	}
+	return nil
+}
+
+type isFinetuneEvent_Kind interface {
+	isFinetuneEvent_Kind()
+}
+
+type FinetuneEvent_Progress struct {
+	Progress *FinetuneProgress `protobuf:"bytes,1,opt,name=progress,proto3,oneof"`
+}
+
+type FinetuneEvent_Result struct {
+	Result *FinetuneResult `protobuf:"bytes,2,opt,name=result,proto3,oneof"`
+}
+
+func (*FinetuneEvent_Progress) isFinetuneEvent_Kind() {}
+
+func (*FinetuneEvent_Result) isFinetuneEvent_Kind() {}
+
 var File_reranker_proto protoreflect.FileDescriptor
 
 const file_reranker_proto_rawDesc = "" +
@@ -624,12 +1590,114 @@ const file_reranker_proto_rawDesc = "" +
 	"\x06models\x18\x01 \x03(\v2\x14.rerank.v1.ModelInfoR\x06models\"\x0f\n" +
 	"\rHealthRequest\"(\n" +
 	"\x0eHealthResponse\x12\x16\n" +
-	"\x06status\x18\x01 \x01(\tR\x06status2\xf7\x01\n" +
+	"\x06status\x18\x01 \x01(\tR\x06status\"|\n" +
+	"\x0fFinetuneControl\x122\n" +
+	"\x05start\x18\x01 \x01(\v2\x1a.rerank.v1.FinetuneRequestH\x00R\x05start\x12-\n" +
+	"\x04stop\x18\x02 \x01(\v2\x17.rerank.v1.FinetuneStopH\x00R\x04stopB\x06\n" +
+	"\x04kind\"\x0e\n" +
+	"\fFinetuneStop\"\xdd\x02\n" +
+	"\x0fFinetuneRequest\x12\x1d\n" +
+	"\n" +
+	"base_model\x18\x01 \x01(\tR\tbaseModel\x12\x17\n" +
+	"\aout_dir\x18\x02 \x01(\tR\x06outDir\x12\x16\n" +
+	"\x06resume\x18\x03 \x01(\bR\x06resume\x12.\n" +
+	"\x06config\x18\x04 \x01(\v2\x16.rerank.v1.TrainConfigR\x06config\x12'\n" +
+	"\x04docs\x18\x05 \x03(\v2\x13.rerank.v1.DocumentR\x04docs\x12*\n" +
+	"\x05train\x18\x06 \x03(\v2\x14.rerank.v1.TrainPairR\x05train\x123\n" +
+	"\n" +
+	"validation\x18\a \x03(\v2\x13.rerank.v1.ValQueryR\n" +
+	"validation\x12\x1f\n" +
+	"\vdata_source\x18\b \x01(\tR\n" +
+	"dataSource\x12\x1f\n" +
+	"\vdata_report\x18\t \x01(\tR\n" +
+	"dataReport\"\xfe\x03\n" +
+	"\vTrainConfig\x12\x16\n" +
+	"\x06epochs\x18\x01 \x01(\x05R\x06epochs\x12#\n" +
+	"\rlearning_rate\x18\x02 \x01(\x01R\flearningRate\x12\x1d\n" +
+	"\n" +
+	"batch_size\x18\x03 \x01(\x05R\tbatchSize\x12\x1d\n" +
+	"\n" +
+	"max_length\x18\x04 \x01(\x05R\tmaxLength\x12\x16\n" +
+	"\x06window\x18\x05 \x01(\bR\x06window\x12\x1d\n" +
+	"\n" +
+	"eval_steps\x18\x06 \x01(\x05R\tevalSteps\x12&\n" +
+	"\x0feval_batch_size\x18\a \x01(\x05R\revalBatchSize\x12\x1a\n" +
+	"\bpatience\x18\b \x01(\x05R\bpatience\x12\x12\n" +
+	"\x04seed\x18\t \x01(\x04R\x04seed\x12\x12\n" +
+	"\x04loss\x18\n" +
+	" \x01(\tR\x04loss\x12\x1d\n" +
+	"\n" +
+	"pos_weight\x18\v \x01(\x01R\tposWeight\x12\x1b\n" +
+	"\tlabel_max\x18\f \x01(\x01R\blabelMax\x12!\n" +
+	"\fwarmup_ratio\x18\r \x01(\x01R\vwarmupRatio\x12!\n" +
+	"\fweight_decay\x18\x0e \x01(\x01R\vweightDecay\x12\"\n" +
+	"\rmax_grad_norm\x18\x0f \x01(\x01R\vmaxGradNorm\x12+\n" +
+	"\x11divergence_factor\x18\x10 \x01(\x01R\x10divergenceFactor\"|\n" +
+	"\tTrainPair\x12\x19\n" +
+	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
+	"\x05query\x18\x02 \x01(\tR\x05query\x12\x10\n" +
+	"\x03doc\x18\x03 \x01(\x05R\x03doc\x12\x14\n" +
+	"\x05label\x18\x04 \x01(\x01R\x05label\x12\x16\n" +
+	"\x06weight\x18\x05 \x01(\x01R\x06weight\"\xcf\x01\n" +
+	"\bValQuery\x12\x19\n" +
+	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
+	"\x05query\x18\x02 \x01(\tR\x05query\x12\x1e\n" +
+	"\n" +
+	"candidates\x18\x03 \x03(\x05R\n" +
+	"candidates\x127\n" +
+	"\x06judged\x18\x04 \x03(\v2\x1f.rerank.v1.ValQuery.JudgedEntryR\x06judged\x1a9\n" +
+	"\vJudgedEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\xb0\x01\n" +
+	"\tEvalPoint\x12\x12\n" +
+	"\x04step\x18\x01 \x01(\x05R\x04step\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x01R\x05epoch\x12\x16\n" +
+	"\x06ndcg10\x18\x03 \x01(\x01R\x06ndcg10\x12\x14\n" +
+	"\x05mrr10\x18\x04 \x01(\x01R\x05mrr10\x12\x1d\n" +
+	"\n" +
+	"train_loss\x18\x05 \x01(\x01R\ttrainLoss\x12\x12\n" +
+	"\x04best\x18\x06 \x01(\bR\x04best\x12\x18\n" +
+	"\aseconds\x18\a \x01(\x01R\aseconds\"\xc2\x02\n" +
+	"\x10FinetuneProgress\x12\x12\n" +
+	"\x04step\x18\x01 \x01(\x05R\x04step\x12\x1f\n" +
+	"\vtotal_steps\x18\x02 \x01(\x05R\n" +
+	"totalSteps\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x05R\x05epoch\x12\x12\n" +
+	"\x04loss\x18\x04 \x01(\x01R\x04loss\x12#\n" +
+	"\rlearning_rate\x18\x05 \x01(\x01R\flearningRate\x12\x1b\n" +
+	"\tgrad_norm\x18\x06 \x01(\x01R\bgradNorm\x12(\n" +
+	"\x04eval\x18\a \x01(\v2\x14.rerank.v1.EvalPointR\x04eval\x12\x1f\n" +
+	"\veta_seconds\x18\b \x01(\x01R\n" +
+	"etaSeconds\x12(\n" +
+	"\x10pairs_per_second\x18\t \x01(\x01R\x0epairsPerSecond\x12\x18\n" +
+	"\amessage\x18\n" +
+	" \x01(\tR\amessage\"\xd2\x03\n" +
+	"\x0eFinetuneResult\x12\x17\n" +
+	"\aout_dir\x18\x01 \x01(\tR\x06outDir\x12'\n" +
+	"\x0fbest_checkpoint\x18\x02 \x01(\tR\x0ebestCheckpoint\x12\x1b\n" +
+	"\tbest_step\x18\x03 \x01(\x05R\bbestStep\x12(\n" +
+	"\x04base\x18\x04 \x01(\v2\x14.rerank.v1.EvalPointR\x04base\x12(\n" +
+	"\x04best\x18\x05 \x01(\v2\x14.rerank.v1.EvalPointR\x04best\x12*\n" +
+	"\x05curve\x18\x06 \x03(\v2\x14.rerank.v1.EvalPointR\x05curve\x12\x18\n" +
+	"\astopped\x18\a \x01(\tR\astopped\x12\x18\n" +
+	"\amessage\x18\b \x01(\tR\amessage\x12\x14\n" +
+	"\x05steps\x18\t \x01(\x05R\x05steps\x12(\n" +
+	"\x10pairs_per_second\x18\n" +
+	" \x01(\x01R\x0epairsPerSecond\x12#\n" +
+	"\rtrain_seconds\x18\v \x01(\x01R\ftrainSeconds\x12\x1f\n" +
+	"\vreport_path\x18\f \x01(\tR\n" +
+	"reportPath\x12'\n" +
+	"\x0flast_checkpoint\x18\r \x01(\tR\x0elastCheckpoint\"\x87\x01\n" +
+	"\rFinetuneEvent\x129\n" +
+	"\bprogress\x18\x01 \x01(\v2\x1b.rerank.v1.FinetuneProgressH\x00R\bprogress\x123\n" +
+	"\x06result\x18\x02 \x01(\v2\x19.rerank.v1.FinetuneResultH\x00R\x06resultB\x06\n" +
+	"\x04kind2\xbd\x02\n" +
 	"\bReranker\x12=\n" +
 	"\x06Rerank\x12\x18.rerank.v1.RerankRequest\x1a\x19.rerank.v1.RerankResponse\x124\n" +
 	"\x04Load\x12\x16.rerank.v1.LoadRequest\x1a\x14.rerank.v1.ModelInfo\x127\n" +
 	"\x04Info\x12\x16.rerank.v1.InfoRequest\x1a\x17.rerank.v1.InfoResponse\x12=\n" +
-	"\x06Health\x12\x18.rerank.v1.HealthRequest\x1a\x19.rerank.v1.HealthResponseB7Z5github.com/rerankloop/rerank/plugin/contract/rerankpbb\x06proto3"
+	"\x06Health\x12\x18.rerank.v1.HealthRequest\x1a\x19.rerank.v1.HealthResponse\x12D\n" +
+	"\bFinetune\x12\x1a.rerank.v1.FinetuneControl\x1a\x18.rerank.v1.FinetuneEvent(\x010\x01B7Z5github.com/rerankloop/rerank/plugin/contract/rerankpbb\x06proto3"
 
 var (
 	file_reranker_proto_rawDescOnce sync.Once
@@ -643,36 +1711,62 @@ func file_reranker_proto_rawDescGZIP() []byte {
 	return file_reranker_proto_rawDescData
 }
 
-var file_reranker_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_reranker_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_reranker_proto_goTypes = []any{
-	(*Document)(nil),       // 0: rerank.v1.Document
-	(*RerankRequest)(nil),  // 1: rerank.v1.RerankRequest
-	(*Ranked)(nil),         // 2: rerank.v1.Ranked
-	(*RerankResponse)(nil), // 3: rerank.v1.RerankResponse
-	(*LoadRequest)(nil),    // 4: rerank.v1.LoadRequest
-	(*ModelInfo)(nil),      // 5: rerank.v1.ModelInfo
-	(*InfoRequest)(nil),    // 6: rerank.v1.InfoRequest
-	(*InfoResponse)(nil),   // 7: rerank.v1.InfoResponse
-	(*HealthRequest)(nil),  // 8: rerank.v1.HealthRequest
-	(*HealthResponse)(nil), // 9: rerank.v1.HealthResponse
+	(*Document)(nil),         // 0: rerank.v1.Document
+	(*RerankRequest)(nil),    // 1: rerank.v1.RerankRequest
+	(*Ranked)(nil),           // 2: rerank.v1.Ranked
+	(*RerankResponse)(nil),   // 3: rerank.v1.RerankResponse
+	(*LoadRequest)(nil),      // 4: rerank.v1.LoadRequest
+	(*ModelInfo)(nil),        // 5: rerank.v1.ModelInfo
+	(*InfoRequest)(nil),      // 6: rerank.v1.InfoRequest
+	(*InfoResponse)(nil),     // 7: rerank.v1.InfoResponse
+	(*HealthRequest)(nil),    // 8: rerank.v1.HealthRequest
+	(*HealthResponse)(nil),   // 9: rerank.v1.HealthResponse
+	(*FinetuneControl)(nil),  // 10: rerank.v1.FinetuneControl
+	(*FinetuneStop)(nil),     // 11: rerank.v1.FinetuneStop
+	(*FinetuneRequest)(nil),  // 12: rerank.v1.FinetuneRequest
+	(*TrainConfig)(nil),      // 13: rerank.v1.TrainConfig
+	(*TrainPair)(nil),        // 14: rerank.v1.TrainPair
+	(*ValQuery)(nil),         // 15: rerank.v1.ValQuery
+	(*EvalPoint)(nil),        // 16: rerank.v1.EvalPoint
+	(*FinetuneProgress)(nil), // 17: rerank.v1.FinetuneProgress
+	(*FinetuneResult)(nil),   // 18: rerank.v1.FinetuneResult
+	(*FinetuneEvent)(nil),    // 19: rerank.v1.FinetuneEvent
+	nil,                      // 20: rerank.v1.ValQuery.JudgedEntry
 }
 var file_reranker_proto_depIdxs = []int32{
-	0, // 0: rerank.v1.RerankRequest.documents:type_name -> rerank.v1.Document
-	2, // 1: rerank.v1.RerankResponse.ranking:type_name -> rerank.v1.Ranked
-	5, // 2: rerank.v1.InfoResponse.models:type_name -> rerank.v1.ModelInfo
-	1, // 3: rerank.v1.Reranker.Rerank:input_type -> rerank.v1.RerankRequest
-	4, // 4: rerank.v1.Reranker.Load:input_type -> rerank.v1.LoadRequest
-	6, // 5: rerank.v1.Reranker.Info:input_type -> rerank.v1.InfoRequest
-	8, // 6: rerank.v1.Reranker.Health:input_type -> rerank.v1.HealthRequest
-	3, // 7: rerank.v1.Reranker.Rerank:output_type -> rerank.v1.RerankResponse
-	5, // 8: rerank.v1.Reranker.Load:output_type -> rerank.v1.ModelInfo
-	7, // 9: rerank.v1.Reranker.Info:output_type -> rerank.v1.InfoResponse
-	9, // 10: rerank.v1.Reranker.Health:output_type -> rerank.v1.HealthResponse
-	7, // [7:11] is the sub-list for method output_type
-	3, // [3:7] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	0,  // 0: rerank.v1.RerankRequest.documents:type_name -> rerank.v1.Document
+	2,  // 1: rerank.v1.RerankResponse.ranking:type_name -> rerank.v1.Ranked
+	5,  // 2: rerank.v1.InfoResponse.models:type_name -> rerank.v1.ModelInfo
+	12, // 3: rerank.v1.FinetuneControl.start:type_name -> rerank.v1.FinetuneRequest
+	11, // 4: rerank.v1.FinetuneControl.stop:type_name -> rerank.v1.FinetuneStop
+	13, // 5: rerank.v1.FinetuneRequest.config:type_name -> rerank.v1.TrainConfig
+	0,  // 6: rerank.v1.FinetuneRequest.docs:type_name -> rerank.v1.Document
+	14, // 7: rerank.v1.FinetuneRequest.train:type_name -> rerank.v1.TrainPair
+	15, // 8: rerank.v1.FinetuneRequest.validation:type_name -> rerank.v1.ValQuery
+	20, // 9: rerank.v1.ValQuery.judged:type_name -> rerank.v1.ValQuery.JudgedEntry
+	16, // 10: rerank.v1.FinetuneProgress.eval:type_name -> rerank.v1.EvalPoint
+	16, // 11: rerank.v1.FinetuneResult.base:type_name -> rerank.v1.EvalPoint
+	16, // 12: rerank.v1.FinetuneResult.best:type_name -> rerank.v1.EvalPoint
+	16, // 13: rerank.v1.FinetuneResult.curve:type_name -> rerank.v1.EvalPoint
+	17, // 14: rerank.v1.FinetuneEvent.progress:type_name -> rerank.v1.FinetuneProgress
+	18, // 15: rerank.v1.FinetuneEvent.result:type_name -> rerank.v1.FinetuneResult
+	1,  // 16: rerank.v1.Reranker.Rerank:input_type -> rerank.v1.RerankRequest
+	4,  // 17: rerank.v1.Reranker.Load:input_type -> rerank.v1.LoadRequest
+	6,  // 18: rerank.v1.Reranker.Info:input_type -> rerank.v1.InfoRequest
+	8,  // 19: rerank.v1.Reranker.Health:input_type -> rerank.v1.HealthRequest
+	10, // 20: rerank.v1.Reranker.Finetune:input_type -> rerank.v1.FinetuneControl
+	3,  // 21: rerank.v1.Reranker.Rerank:output_type -> rerank.v1.RerankResponse
+	5,  // 22: rerank.v1.Reranker.Load:output_type -> rerank.v1.ModelInfo
+	7,  // 23: rerank.v1.Reranker.Info:output_type -> rerank.v1.InfoResponse
+	9,  // 24: rerank.v1.Reranker.Health:output_type -> rerank.v1.HealthResponse
+	19, // 25: rerank.v1.Reranker.Finetune:output_type -> rerank.v1.FinetuneEvent
+	21, // [21:26] is the sub-list for method output_type
+	16, // [16:21] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_reranker_proto_init() }
@@ -680,13 +1774,21 @@ func file_reranker_proto_init() {
 	if File_reranker_proto != nil {
 		return
 	}
+	file_reranker_proto_msgTypes[10].OneofWrappers = []any{
+		(*FinetuneControl_Start)(nil),
+		(*FinetuneControl_Stop)(nil),
+	}
+	file_reranker_proto_msgTypes[19].OneofWrappers = []any{
+		(*FinetuneEvent_Progress)(nil),
+		(*FinetuneEvent_Result)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_reranker_proto_rawDesc), len(file_reranker_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,10 +22,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Reranker_Rerank_FullMethodName = "/rerank.v1.Reranker/Rerank"
-	Reranker_Load_FullMethodName   = "/rerank.v1.Reranker/Load"
-	Reranker_Info_FullMethodName   = "/rerank.v1.Reranker/Info"
-	Reranker_Health_FullMethodName = "/rerank.v1.Reranker/Health"
+	Reranker_Rerank_FullMethodName   = "/rerank.v1.Reranker/Rerank"
+	Reranker_Load_FullMethodName     = "/rerank.v1.Reranker/Load"
+	Reranker_Info_FullMethodName     = "/rerank.v1.Reranker/Info"
+	Reranker_Health_FullMethodName   = "/rerank.v1.Reranker/Health"
+	Reranker_Finetune_FullMethodName = "/rerank.v1.Reranker/Finetune"
 )
 
 // RerankerClient is the client API for Reranker service.
@@ -39,6 +40,11 @@ type RerankerClient interface {
 	// Info lists the loaded models, the serving one first.
 	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoResponse, error)
 	Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error)
+	// Finetune trains a cross-encoder while Rerank keeps serving. The first
+	// client message carries the request; a later stop message asks the
+	// trainer to stop after the current step, keep its checkpoints and answer
+	// with the result. The server streams progress and ends with the result.
+	Finetune(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[FinetuneControl, FinetuneEvent], error)
 }
 
 type rerankerClient struct {
@@ -89,6 +95,19 @@ func (c *rerankerClient) Health(ctx context.Context, in *HealthRequest, opts ...
 	return out, nil
 }
 
+func (c *rerankerClient) Finetune(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[FinetuneControl, FinetuneEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Reranker_ServiceDesc.Streams[0], Reranker_Finetune_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[FinetuneControl, FinetuneEvent]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Reranker_FinetuneClient = grpc.BidiStreamingClient[FinetuneControl, FinetuneEvent]
+
 // RerankerServer is the server API for Reranker service.
 // All implementations must embed UnimplementedRerankerServer
 // for forward compatibility.
@@ -100,6 +119,11 @@ type RerankerServer interface {
 	// Info lists the loaded models, the serving one first.
 	Info(context.Context, *InfoRequest) (*InfoResponse, error)
 	Health(context.Context, *HealthRequest) (*HealthResponse, error)
+	// Finetune trains a cross-encoder while Rerank keeps serving. The first
+	// client message carries the request; a later stop message asks the
+	// trainer to stop after the current step, keep its checkpoints and answer
+	// with the result. The server streams progress and ends with the result.
+	Finetune(grpc.BidiStreamingServer[FinetuneControl, FinetuneEvent]) error
 	mustEmbedUnimplementedRerankerServer()
 }
 
@@ -121,6 +145,9 @@ func (UnimplementedRerankerServer) Info(context.Context, *InfoRequest) (*InfoRes
 }
 func (UnimplementedRerankerServer) Health(context.Context, *HealthRequest) (*HealthResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Health not implemented")
+}
+func (UnimplementedRerankerServer) Finetune(grpc.BidiStreamingServer[FinetuneControl, FinetuneEvent]) error {
+	return status.Errorf(codes.Unimplemented, "method Finetune not implemented")
 }
 func (UnimplementedRerankerServer) mustEmbedUnimplementedRerankerServer() {}
 func (UnimplementedRerankerServer) testEmbeddedByValue()                  {}
@@ -215,6 +242,13 @@ func _Reranker_Health_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Reranker_Finetune_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(RerankerServer).Finetune(&grpc.GenericServerStream[FinetuneControl, FinetuneEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Reranker_FinetuneServer = grpc.BidiStreamingServer[FinetuneControl, FinetuneEvent]
+
 // Reranker_ServiceDesc is the grpc.ServiceDesc for Reranker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -239,6 +273,13 @@ var Reranker_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Reranker_Health_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Finetune",
+			Handler:       _Reranker_Finetune_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "reranker.proto",
 }

@@ -1,0 +1,177 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/rerankloop/rerank/plugin/checkpoint"
+	"github.com/rerankloop/rerank/plugin/contract"
+	"github.com/rerankloop/rerank/plugin/tokenize"
+)
+
+// The speed benchmarks of the model. Run with
+//
+//	make bench PKGS=./plugin/engine BENCHFLAGS='-run=^$ -bench=. -benchtime=3x'
+//
+// They use the real all-MiniLM-L6-v2 weights where RERANK_MINILM_DIR is set,
+// else a random model of the same shape (6 layers, hidden 384, 12 heads,
+// FFN 1536): the speed is the same. Pairs are the SciFact (claim, abstract)
+// pairs of ../testdata/parity.
+
+func miniLMSized(b *testing.B) string {
+	if enc := os.Getenv("RERANK_MINILM_DIR"); enc != "" {
+		return miniLMCrossEncoder(b, enc)
+	}
+	cfg := checkpoint.TinyConfig()
+	cfg.HiddenSize, cfg.NumLayers, cfg.NumHeads, cfg.IntermediateSize = 384, 6, 12, 1536
+	w := map[string]checkpoint.Tensor{}
+	names := make([]string, 0)
+	for n := range cfg.Shapes() {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	checkpoint.InitTensors(cfg, w, names, 1)
+	tok, err := os.ReadFile("../testdata/tiny-ce/tokenizer.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	if err := checkpoint.Write(dir, cfg, w, tok); err != nil {
+		b.Fatal(err)
+	}
+	return dir
+}
+
+// forwardFLOPs counts the multiply-adds (x2) of one forward pass over a
+// padded batch: the dense layers plus the two attention products.
+func forwardFLOPs(c checkpoint.Config, batch, seqLen int) float64 {
+	h, f, t := float64(c.HiddenSize), float64(c.IntermediateSize), float64(seqLen)
+	perLayer := 2*t*(4*h*h+2*h*f) + 2*2*t*t*h
+	return float64(batch) * float64(c.NumLayers) * perLayer
+}
+
+func peakRSSMB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			kb, _ := strconv.ParseFloat(strings.Fields(line)[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// BenchmarkForward measures model throughput: batches of SciFact pairs,
+// sorted by length and padded per batch, exactly as Rerank runs them.
+func BenchmarkForward(b *testing.B) {
+	dir := miniLMSized(b)
+	ps := readPairs(b)
+	tok, err := tokenize.Load(filepath.Join(dir, checkpoint.TokenizerFile))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, maxLen := range []int{256, 512} {
+		for _, bs := range []int{8, 32, 64} {
+			b.Run(fmt.Sprintf("len=%d/batch=%d", maxLen, bs), func(b *testing.B) {
+				e := newEngine(b, Options{MaxLength: maxLen, BatchSize: bs, Threads: runtime.NumCPU()})
+				if _, err := e.Load(context.Background(), contract.LoadRequest{Path: dir, Serve: true}); err != nil {
+					b.Fatal(err)
+				}
+				l, _ := e.lookup("")
+				r := &request{}
+				var pairs []pair
+				for i, p := range ps {
+					enc, err := tok.EncodePair(p.Query, p.Text, maxLen)
+					if err != nil {
+						b.Fatal(err)
+					}
+					pairs = append(pairs, pair{enc: enc, req: r, doc: i})
+				}
+				r.scores = make([]float32, len(pairs))
+				flops := 0.0
+				sorted := append([]pair(nil), pairs...)
+				sort.SliceStable(sorted, func(i, j int) bool { return len(sorted[i].enc.IDs) > len(sorted[j].enc.IDs) })
+				for s := 0; s < len(sorted); s += bs {
+					chunk := sorted[s:min(s+bs, len(sorted))]
+					flops += forwardFLOPs(l.model.Cfg, len(chunk), len(chunk[0].enc.IDs))
+				}
+				b.ResetTimer()
+				start := time.Now()
+				for i := 0; i < b.N; i++ {
+					var err error
+					e.onThread(func() { err = e.score(l, append([]pair(nil), pairs...)) })
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				sec := time.Since(start).Seconds()
+				b.ReportMetric(float64(len(pairs)*b.N)/sec, "pairs/s")
+				b.ReportMetric(flops*float64(b.N)/sec/1e9, "GFLOP/s")
+				b.ReportMetric(peakRSSMB(), "peakRSS-MB")
+			})
+		}
+	}
+}
+
+// BenchmarkRerankLatency is one search's rerank stage: a query with its 50
+// or 100 candidate abstracts, through the public Rerank call.
+func BenchmarkRerankLatency(b *testing.B) {
+	dir := miniLMSized(b)
+	ps := readPairs(b)
+	for _, maxLen := range []int{256, 512} {
+		for _, n := range []int{50, 100} {
+			b.Run(fmt.Sprintf("len=%d/docs=%d", maxLen, n), func(b *testing.B) {
+				e := newEngine(b, Options{MaxLength: maxLen, BatchSize: 32, Threads: runtime.NumCPU()})
+				if _, err := e.Load(context.Background(), contract.LoadRequest{Path: dir, Serve: true}); err != nil {
+					b.Fatal(err)
+				}
+				req := contract.RerankRequest{Query: ps[0].Query}
+				for i := 0; i < n; i++ {
+					req.Documents = append(req.Documents, contract.Document{ID: strconv.Itoa(i), Text: ps[i%len(ps)].Text})
+				}
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if _, err := e.Rerank(context.Background(), req); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkMatmulPeak is the machine's fp32 matmul rate through libtorch,
+// the ceiling the forward pass is compared against.
+func BenchmarkMatmulPeak(b *testing.B) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	const n = 1024
+	x := ts.MustRandn([]int64{n, n}, gotch.Float, gotch.CPU)
+	y := ts.MustRandn([]int64{n, n}, gotch.Float, gotch.CPU)
+	defer x.Drop()
+	defer y.Drop()
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		z, err := x.Matmul(y, false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		z.Drop()
+	}
+	b.ReportMetric(2*n*n*n*float64(b.N)/time.Since(start).Seconds()/1e9, "GFLOP/s")
+}
