@@ -280,8 +280,9 @@ func (c Config) validate() error {
 		}
 	}
 	s := c.Search
-	if s.MaxSize < 1 {
-		bad("search.max_size", "want at least 1, got %d", s.MaxSize)
+	// The click log keeps at most 1,000 results per search and 8 KiB queries.
+	if s.MaxSize < 1 || s.MaxSize > 1000 {
+		bad("search.max_size", "want 1 to 1000, got %d", s.MaxSize)
 	}
 	if s.DefaultSize < 1 || s.DefaultSize > s.MaxSize {
 		bad("search.default_size", "want 1 to search.max_size (%d), got %d", s.MaxSize, s.DefaultSize)
@@ -289,8 +290,8 @@ func (c Config) validate() error {
 	if s.MaxFrom < 0 {
 		bad("search.max_from", "want 0 or more, got %d", s.MaxFrom)
 	}
-	if s.MaxQueryBytes < 1 {
-		bad("search.max_query_bytes", "want at least 1, got %d", s.MaxQueryBytes)
+	if s.MaxQueryBytes < 1 || s.MaxQueryBytes > 8192 {
+		bad("search.max_query_bytes", "want 1 to 8192, got %d", s.MaxQueryBytes)
 	}
 	if s.SnippetChars < 1 {
 		bad("search.snippet_chars", "want at least 1, got %d", s.SnippetChars)

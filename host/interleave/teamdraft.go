@@ -84,9 +84,9 @@ func TeamDraft(a, b []string, n int, rng *rand.Rand) []Pick {
 type Outcome int
 
 const (
-	NoClicks       Outcome = iota // nothing clicked: no evidence
-	Tie                           // clicks, equal credit (shared-only clicks included)
-	TreatmentWins                 // more clicked results from the treatment's team
+	NoClicks      Outcome = iota // nothing clicked: no evidence
+	Tie                          // clicks, equal credit (shared-only clicks included)
+	TreatmentWins                // more clicked results from the treatment's team
 	ControlWins
 )
 

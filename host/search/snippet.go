@@ -1,9 +1,12 @@
 package search
 
 import (
+	"bytes"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/blevesearch/bleve/v2/analysis"
 )
 
 // Span marks a matched term in a snippet, in characters (Unicode code points)
@@ -45,12 +48,9 @@ func (x *Index) Snippet(query, text string, chars int) (string, []Span) {
 			}
 			scan = scan[:cut]
 		}
-		toks := x.analyzer.Analyze([]byte(scan))
 		byteToRune := runeOffsets(text)
-		for _, t := range toks {
-			if terms[string(t.Term)] {
-				matches = append(matches, match{byteToRune(t.Start), byteToRune(t.End), string(t.Term)})
-			}
+		for _, t := range x.matchTokens(terms, []byte(scan)) {
+			matches = append(matches, match{byteToRune(t.Start), byteToRune(t.End), string(t.Term)})
 		}
 	}
 	runes := []rune(text)
@@ -110,6 +110,47 @@ func (x *Index) Snippet(query, text string, chars int) (string, []Span) {
 		}
 	}
 	return b.String(), spans
+}
+
+// matchTokens returns the tokens of text whose analyzed term is in terms.
+// Only tokens that can stem to a query term go through the token filters:
+// stemmers rewrite a word's ending only, so a word matching term t starts
+// with t minus its last letter (y becomes i: "study", "studi"). That skips
+// the stemmer for almost every word of a document.
+func (x *Index) matchTokens(terms map[string]bool, text []byte) analysis.TokenStream {
+	da, ok := x.analyzer.(*analysis.DefaultAnalyzer)
+	if !ok || len(da.CharFilters) > 0 {
+		return keep(x.analyzer.Analyze(text), terms)
+	}
+	prefixes := make([][]byte, 0, len(terms))
+	for t := range terms {
+		_, last := utf8.DecodeLastRuneInString(t)
+		prefixes = append(prefixes, []byte(t[:len(t)-last]))
+	}
+	var cand analysis.TokenStream
+	for _, tok := range da.Tokenizer.Tokenize(text) {
+		lower := bytes.ToLower(tok.Term)
+		for _, p := range prefixes {
+			if bytes.HasPrefix(lower, p) {
+				cand = append(cand, tok)
+				break
+			}
+		}
+	}
+	for _, f := range da.TokenFilters {
+		cand = f.Filter(cand)
+	}
+	return keep(cand, terms)
+}
+
+func keep(toks analysis.TokenStream, terms map[string]bool) analysis.TokenStream {
+	out := toks[:0]
+	for _, t := range toks {
+		if terms[string(t.Term)] {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // wordBounds moves start forward and end backward to whitespace, so the

@@ -52,3 +52,42 @@ func TestSnippetCollapsesWhiteSpace(t *testing.T) {
 		t.Fatalf("spans %v", spans)
 	}
 }
+
+// The prefilter in matchTokens must find exactly what analyzing the whole
+// text finds.
+func TestMatchTokensAgreesWithFullAnalysis(t *testing.T) {
+	for _, analyzer := range []string{"en", "standard"} {
+		ix, _ := buildSample(t, analyzer)
+		var docs []Doc
+		readSample(func(d Doc) error {
+			if len(docs) < 200 {
+				docs = append(docs, d)
+			}
+			return nil
+		})
+		total := 0
+		for _, q := range []string{"studies of happy mice", "Vitamin D deficiency", "cell's generalization", "the dying lies", "1.5 mg/kg doses"} {
+			terms := map[string]bool{}
+			for _, tok := range ix.analyzer.Analyze([]byte(q)) {
+				terms[string(tok.Term)] = true
+			}
+			for _, d := range docs {
+				text := []byte(d.Title + " " + d.Text)
+				want := keep(ix.analyzer.Analyze(text), terms)
+				got := ix.matchTokens(terms, text)
+				total += len(want)
+				if len(got) != len(want) {
+					t.Fatalf("%s, %q, doc %s: %d matches, full analysis %d", analyzer, q, d.ID, len(got), len(want))
+				}
+				for i := range got {
+					if got[i].Start != want[i].Start || string(got[i].Term) != string(want[i].Term) {
+						t.Fatalf("%s, %q, doc %s: match %d differs", analyzer, q, d.ID, i)
+					}
+				}
+			}
+		}
+		if total < 100 {
+			t.Fatalf("%s: only %d matches compared", analyzer, total)
+		}
+	}
+}

@@ -90,7 +90,7 @@ func BenchmarkSearchLoopback(b *testing.B) {
 		name         string
 		log, durable bool
 	}{{"bm25", false, false}, {"log", true, false}, {"durable-log", true, true}}
-	for _, load := range []string{"clients=1", "clients=8", "rate=400/s"} {
+	for _, load := range []string{"clients=1", "clients=8", "rate=150/s"} {
 		for _, m := range modes {
 			b.Run(load+"/"+m.name, func(b *testing.B) {
 				e := start(b, setup{ix: ix, noLog: !m.log, config: func(c *configs.Config) { c.ClickLog.DurableSearches = m.durable }})

@@ -50,9 +50,17 @@ func TinyConfig() Config {
 		LayerNormEps: 1e-12, InitializerRange: 0.02, Raw: map[string]any{"model_type": "bert"}}
 }
 
-// WriteTiny writes a random tiny cross-encoder checkpoint drawn from seed.
-func WriteTiny(dir string, seed uint64) error {
-	cfg := TinyConfig()
+// MiniLMConfig has the shape of MiniLM-L6 (6 layers, hidden 384, 12 heads,
+// FFN 1536): random weights of this shape are as fast as the real ones.
+func MiniLMConfig() Config {
+	c := TinyConfig()
+	c.HiddenSize, c.NumLayers, c.NumHeads, c.IntermediateSize = 384, 6, 12, 1536
+	return c
+}
+
+// WriteRandom writes a cross-encoder of the given shape with every tensor
+// drawn from seed, and bert-base-uncased's tokenizer.
+func WriteRandom(dir string, cfg Config, seed uint64) error {
 	w := map[string]Tensor{}
 	names := make([]string, 0)
 	for n := range cfg.Shapes() {
@@ -62,6 +70,9 @@ func WriteTiny(dir string, seed uint64) error {
 	InitTensors(cfg, w, names, seed)
 	return Write(dir, cfg, w, bertUncasedTokenizer)
 }
+
+// WriteTiny writes a random tiny cross-encoder checkpoint drawn from seed.
+func WriteTiny(dir string, seed uint64) error { return WriteRandom(dir, TinyConfig(), seed) }
 
 // FromEncoder turns a plain BERT encoder folder (e.g. all-MiniLM-L6-v2) into
 // a cross-encoder folder whose missing head is drawn from seed. It returns the

@@ -33,21 +33,8 @@ func miniLMSized(b *testing.B) string {
 	if enc := os.Getenv("RERANK_MINILM_DIR"); enc != "" {
 		return miniLMCrossEncoder(b, enc)
 	}
-	cfg := checkpoint.TinyConfig()
-	cfg.HiddenSize, cfg.NumLayers, cfg.NumHeads, cfg.IntermediateSize = 384, 6, 12, 1536
-	w := map[string]checkpoint.Tensor{}
-	names := make([]string, 0)
-	for n := range cfg.Shapes() {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	checkpoint.InitTensors(cfg, w, names, 1)
-	tok, err := os.ReadFile("../testdata/tiny-ce/tokenizer.json")
-	if err != nil {
-		b.Fatal(err)
-	}
 	dir := b.TempDir()
-	if err := checkpoint.Write(dir, cfg, w, tok); err != nil {
+	if err := checkpoint.WriteRandom(dir, checkpoint.MiniLMConfig(), 1); err != nil {
 		b.Fatal(err)
 	}
 	return dir

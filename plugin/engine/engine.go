@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
@@ -374,11 +375,12 @@ func (e *Engine) lookup(version string) (*loaded, error) {
 	return l, nil
 }
 
-// Load reads a checkpoint on the model thread, warms it with one forward
-// pass, and, if asked, makes it the serving model; the model it replaces is
-// freed once no batch uses it (batches run on the same thread).
+// Load reads a checkpoint and warms it on a thread of its own, so the
+// serving model keeps answering meanwhile, then (if asked, or if nothing
+// serves yet) makes it the serving model in one atomic switch. A model it
+// replaces is freed on the model thread, after the batch in flight.
 func (e *Engine) Load(ctx context.Context, req contract.LoadRequest) (contract.ModelInfo, error) {
-	tok, err := tokenize.Load(req.Path + "/" + checkpoint.TokenizerFile)
+	tok, err := tokenize.Load(filepath.Join(req.Path, checkpoint.TokenizerFile))
 	if err != nil {
 		return contract.ModelInfo{}, err
 	}
@@ -391,37 +393,24 @@ func (e *Engine) Load(ctx context.Context, req contract.LoadRequest) (contract.M
 		version = hash[:12]
 	}
 	var (
-		l      *loaded
+		m      *bert.Model
 		report bert.LoadReport
+		done   = make(chan struct{})
 	)
-	e.onThread(func() {
-		var m *bert.Model
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		ts.MustGradSetEnabled(false)
 		m, report, err = bert.Load(req.Path, e.device, e.opts.Seed)
 		if err != nil {
 			return
 		}
-		l = &loaded{model: m, tok: tok, info: contract.ModelInfo{
-			Version: version, ModelID: fmt.Sprintf("bert L%d H%d", m.Cfg.NumLayers, m.Cfg.HiddenSize),
-			Path: req.Path, CheckpointHash: hash, Device: e.Device(),
-			MaxLength: min(e.opts.MaxLength, m.Cfg.MaxPositions)}}
-		if err = e.warm(l); err != nil {
+		if err = warm(m, tok); err != nil {
 			m.Free()
-			return
 		}
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		if old, ok := e.models[version]; ok {
-			old.model.Free()
-		}
-		e.models[version] = l
-		if req.Serve || e.serving == "" {
-			if old, ok := e.models[e.serving]; ok && e.serving != version {
-				old.model.Free()
-				delete(e.models, e.serving)
-			}
-			e.serving = version
-		}
-	})
+	}()
+	<-done
 	if err != nil {
 		return contract.ModelInfo{}, err
 	}
@@ -429,29 +418,48 @@ func (e *Engine) Load(ctx context.Context, req contract.LoadRequest) (contract.M
 		e.opts.Log.Warn("checkpoint is a plain encoder: initialised a fresh classification head from the seed; scores are meaningless until it is fine-tuned",
 			"path", req.Path, "tensors", report.Initialised, "seed", e.opts.Seed)
 	}
+	l := &loaded{model: m, tok: tok, info: contract.ModelInfo{
+		Version: version, ModelID: fmt.Sprintf("bert L%d H%d", m.Cfg.NumLayers, m.Cfg.HiddenSize),
+		Path: req.Path, CheckpointHash: hash, Device: e.Device(),
+		MaxLength: min(e.opts.MaxLength, m.Cfg.MaxPositions)}}
+	e.mu.Lock()
+	var retired []*loaded
+	if old, ok := e.models[version]; ok {
+		retired = append(retired, old)
+	}
+	e.models[version] = l
+	if req.Serve || e.serving == "" {
+		if old, ok := e.models[e.serving]; ok && e.serving != version {
+			retired = append(retired, old)
+			delete(e.models, e.serving)
+		}
+		e.serving = version
+	}
 	info := l.info
-	info.Serving = e.servingVersion() == version
+	info.Serving = e.serving == version
+	e.mu.Unlock()
+	if len(retired) > 0 {
+		e.onThread(func() {
+			for _, old := range retired {
+				old.model.Free()
+			}
+		})
+	}
 	return info, nil
 }
 
 // warm runs one small forward so the first real request pays no set-up cost.
-func (e *Engine) warm(l *loaded) error {
-	p, err := l.tok.EncodePair("warm up", "the model", 16)
+func warm(m *bert.Model, tok *tokenize.Encoder) error {
+	p, err := tok.EncodePair("warm up", "the model", 16)
 	if err != nil {
 		return err
 	}
-	logits, err := l.model.Forward(bert.Batch{Size: 1, Len: len(p.IDs), IDs: p.IDs, TypeIDs: p.TypeIDs, Lengths: []int{len(p.IDs)}}, false)
+	logits, err := m.Forward(bert.Batch{Size: 1, Len: len(p.IDs), IDs: p.IDs, TypeIDs: p.TypeIDs, Lengths: []int{len(p.IDs)}}, false)
 	if err != nil {
 		return err
 	}
 	logits.Drop()
 	return nil
-}
-
-func (e *Engine) servingVersion() string {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	return e.serving
 }
 
 // Info lists the loaded models, the serving one first.

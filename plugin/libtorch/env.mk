@@ -45,7 +45,7 @@ export GOTCH_CACHE := $(BUILD_DIR)/gotch-cache
 # (see plugin/libtorch/README.md).
 export OMP_WAIT_POLICY := PASSIVE
 export GLIBC_TUNABLES := glibc.malloc.hugetlb=1
-# setup.sh and gen-compat read these too.
+# setup.sh and the compat-header target read these too.
 export LIBTORCH TORCH_VARIANT TORCH_INCLUDE TORCH_LABEL COMPAT_HEADER CUDA_STUBS BUILD_DIR
 
 GOTCH_ENV_VARS := CGO_CXXFLAGS CGO_LDFLAGS GOTCH_CACHE OMP_WAIT_POLICY GLIBC_TUNABLES \

@@ -16,11 +16,16 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 # --- Debian packages -----------------------------------------------------------
-# libtorch-dev: libtorch 1.13.1 (CPU). libopenblas0-pthread: fast BLAS for it.
-# g++/make: cgo and this build. protobuf-compiler: protoc for the plugin's gRPC
-# contract. chromium: the browser test. python3-pip: the MiniLM parity model.
-packages=(libtorch-dev libopenblas0-pthread g++ make protobuf-compiler chromium)
-command -v pip3 >/dev/null || command -v pip >/dev/null || packages+=(python3-pip)
+# g++/make: cgo and this build. libtorch-dev: libtorch 1.13.1 (CPU).
+# libopenblas0-pthread: fast BLAS for it. protobuf-compiler: protoc for the
+# plugin's gRPC contract. chromium: the browser test. python3-pip: the MiniLM
+# parity model. With LIBTORCH (a wheel's torch/ folder, e.g. on the GPU machine,
+# which reaches no registry) only the compilers are needed.
+packages=(g++ make)
+if [[ -z ${LIBTORCH:-} ]]; then
+	packages+=(libtorch-dev libopenblas0-pthread protobuf-compiler chromium)
+	command -v pip3 >/dev/null || command -v pip >/dev/null || packages+=(python3-pip)
+fi
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -49,11 +49,13 @@ func (v *valSet) firstStage() (ndcg, mrr float64, err error) {
 // windowed document scores its best window, as the engine serves it.
 func (t *trainer) evaluate(ctx context.Context) (ndcg, mrr float64, took time.Duration, err error) {
 	start := time.Now()
-	prev, err := ts.GradSetEnabled(false)
-	if err != nil {
+	// The training thread is back in grad mode afterwards. (gotch's
+	// GradSetEnabled returns garbage for the previous mode: it reads a C int
+	// as a Go int, so the mode cannot be saved and restored.)
+	if _, err := ts.GradSetEnabled(false); err != nil {
 		return 0, 0, 0, err
 	}
-	defer ts.GradSetEnabled(prev)
+	defer ts.GradSetEnabled(true)
 	v := t.val
 	scores := make([]float64, len(v.pairs))
 	pad := t.tok.PadID()

@@ -21,8 +21,8 @@ import (
 )
 
 func TestTrainingLearnsSeparableTask(t *testing.T) {
-	s := makeSynthetic(1, 60, 3, 12, false)
-	req := s.request(t, contract.TrainConfig{Epochs: 3, LearningRate: 1e-3, EvalSteps: 30, Seed: 3, MaxLength: 32})
+	s := makeSynthetic(1, 60, 3, 12, true)
+	req := s.request(t, contract.TrainConfig{Epochs: 6, LearningRate: 3e-3, EvalSteps: 30, Seed: 3, MaxLength: 32})
 	var l stepLosses
 	var messages []string
 	res, err := finetune(t, req, func(p contract.FinetuneProgress) {
@@ -35,24 +35,24 @@ func TestTrainingLearnsSeparableTask(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 240 pairs in batches of 8: 30 steps an epoch.
-	if res.Stopped != contract.StopCompleted || res.Steps != 90 {
+	if res.Stopped != contract.StopCompleted || res.Steps != 180 {
 		t.Fatalf("stopped %q after %d steps: %s", res.Stopped, res.Steps, res.Message)
 	}
-	first, last := l.mean(1, 30), l.mean(61, 90)
-	t.Logf("mean loss epoch 1 %.4f, epoch 3 %.4f; NDCG@10 base %.4f, best %.4f at step %d", first, last, res.Base.NDCG10, res.Best.NDCG10, res.BestStep)
+	first, last := l.mean(1, 30), l.mean(151, 180)
+	t.Logf("mean loss epoch 1 %.4f, epoch 6 %.4f; NDCG@10 base %.4f, best %.4f at step %d", first, last, res.Base.NDCG10, res.Best.NDCG10, res.BestStep)
 	if !(last < 0.8*first) {
-		t.Errorf("loss did not decrease: epoch 1 %.4f, epoch 3 %.4f", first, last)
+		t.Errorf("loss did not decrease: epoch 1 %.4f, epoch 6 %.4f", first, last)
 	}
 	if !(res.Best.NDCG10 > res.Base.NDCG10+0.1) {
 		t.Errorf("validation NDCG@10 did not improve: base %.4f, best %.4f", res.Base.NDCG10, res.Best.NDCG10)
 	}
 	// Evaluations: the base, every 30 steps (= each epoch's end).
-	if len(res.Curve) != 4 || res.Curve[0].Step != 0 || res.Curve[3].Step != 90 {
+	if len(res.Curve) != 7 || res.Curve[0].Step != 0 || res.Curve[6].Step != 180 {
 		t.Errorf("curve %+v", res.Curve)
 	}
 	// The start names the versions, the binary and the configuration.
 	joined := strings.Join(messages, "\n")
-	for _, want := range []string{"gotch v0.9.1", "libtorch 1.13", "binary ", "config {", `"LearningRate":0.001`, "learning rate 0.001 is outside"} {
+	for _, want := range []string{"gotch v0.9.1", "libtorch 1.13", "binary ", "config {", `"LearningRate":0.003`, "learning rate 0.003 is outside"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("start messages lack %q:\n%s", want, joined)
 		}
@@ -62,8 +62,8 @@ func TestTrainingLearnsSeparableTask(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := map[int]bool{res.BestStep: true, 90: true}; len(steps) != len(want) || !want[steps[0]] || !want[steps[len(steps)-1]] {
-		t.Errorf("checkpoints %v, want best %d and last 90", steps, res.BestStep)
+	if want := map[int]bool{res.BestStep: true, 180: true}; len(steps) != len(want) || !want[steps[0]] || !want[steps[len(steps)-1]] {
+		t.Errorf("checkpoints %v, want best %d and last 180", steps, res.BestStep)
 	}
 	for _, f := range []string{CardFile, ReportFile, StateFile, checkpoint.WeightsFile, checkpoint.ConfigFile, checkpoint.TokenizerFile} {
 		if _, err := os.Stat(filepath.Join(res.BestCheckpoint, f)); err != nil {
@@ -71,7 +71,7 @@ func TestTrainingLearnsSeparableTask(t *testing.T) {
 		}
 	}
 	card, _ := os.ReadFile(filepath.Join(req.OutDir, CardFile))
-	for _, want := range []string{"synthetic topics", "| 90 | 3.00 |", "learning rate 0.001", "240 pairs over 60 queries; labels 0: 180, 1: 60"} {
+	for _, want := range []string{"synthetic topics", "| 180 | 6.00 |", "learning rate 0.003", "240 pairs over 60 queries; labels 0: 180, 1: 60"} {
 		if !strings.Contains(string(card), want) {
 			t.Errorf("model card lacks %q:\n%s", want, card)
 		}

@@ -10,10 +10,14 @@ import "C"
 import (
 	"bufio"
 	"os"
+	"reflect"
 	"regexp"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"unsafe"
+
+	"github.com/sugarme/gotch/ts"
 )
 
 // Versions is what a training run records about its environment (the
@@ -54,8 +58,22 @@ func readVersions(device string) Versions {
 		}
 		C.free(unsafe.Pointer(cs))
 	}
+	if v.Gotch == "unknown" {
+		// Test binaries carry no dependency list; the source path names the version.
+		file, _ := runtime.FuncForPC(reflect.ValueOf(ts.NewTensor).Pointer()).FileLine(0)
+		if _, after, ok := strings.Cut(file, "gotch@"); ok {
+			v.Gotch, _, _ = strings.Cut(after, "/")
+		}
+	}
 	v.Binary, _ = os.Executable()
 	v.TorchLibrary = loadedLibrary("libtorch_cpu.so")
+	// Which BLAS serves the matrix products matters several times over in
+	// speed (OpenBLAS against the reference BLAS).
+	if lib := loadedLibrary("libopenblas"); lib != "" {
+		v.BLAS += ", loaded " + lib
+	} else if lib := loadedLibrary("libblas.so"); lib != "" {
+		v.BLAS += ", loaded " + lib
+	}
 	return v
 }
 

@@ -11,6 +11,7 @@ sessionStorage.setItem("rerank-session", session);
 
 let state = { q: "", from: 0, total: 0, searchID: "" };
 let open = null; // the result being read: {searchID, docID, position, since, eventID, el, sent}
+// (sent starts true when the search was not logged: there is nothing to report to)
 
 function randomID() {
   const b = new Uint8Array(12);
@@ -48,7 +49,7 @@ function closeReader() {
   open = null;
 }
 
-async function openReader(li, hit, searchID) {
+async function openReader(li, hit, searchID, logged) {
   closeReader();
   const el = document.createElement("div");
   el.className = "reader";
@@ -62,7 +63,7 @@ async function openReader(li, hit, searchID) {
   text.textContent = "Loading…";
   el.append(close, text);
   li.append(el);
-  open = { searchID, docID: hit.id, position: hit.rank, since: performance.now(), eventID: randomID(), el, sent: false };
+  open = { searchID, docID: hit.id, position: hit.rank, since: performance.now(), eventID: randomID(), el, sent: !logged };
   try {
     const r = await fetch("/docs/" + encodeURIComponent(hit.id));
     const d = await r.json();
@@ -103,13 +104,14 @@ function render(res) {
     const a = document.createElement("a");
     // Without script (or with a modifier key) the link logs the click itself
     // and redirects to the document.
-    a.href = "/click?" + new URLSearchParams({ search_id: res.search_id, doc_id: hit.id, position: hit.rank });
+    a.href = res.logged ? "/click?" + new URLSearchParams({ search_id: res.search_id, doc_id: hit.id, position: hit.rank })
+      : "/doc/" + encodeURIComponent(hit.id);
     a.textContent = hit.title || hit.id;
     a.addEventListener("click", (ev) => {
-      if (ev.button !== 0 || ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.altKey || !res.logged) return;
+      if (ev.button !== 0 || ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.altKey) return;
       ev.preventDefault();
       if (open && open.docID === hit.id && open.searchID === res.search_id) { closeReader(); return; }
-      openReader(li, hit, res.search_id);
+      openReader(li, hit, res.search_id, res.logged);
     });
     h2.append(a);
     const meta = document.createElement("div");
