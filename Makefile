@@ -10,17 +10,19 @@ TESTFLAGS ?=
 PKGS ?= ./...
 BENCHFLAGS ?= -run='^$$' -bench=. -benchmem
 
-.PHONY: all setup build test demo bench clean env compat-header check-setup
+.PHONY: all setup build test demo bench bench-model clean env compat-header check-setup proto
 
 all: build
 
 setup:
 	bash plugin/libtorch/setup.sh
 
-# bin/rerank is pure Go; only the plugin links libtorch.
+# bin/rerank is pure Go; only the plugin links libtorch. The host checks the
+# plugin binary against bin/rerank-plugin.sha256 before starting it.
 build: check-setup
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/rerank ./host/cmd/rerank
 	$(GO) build -o $(BIN)/rerank-plugin ./plugin/cmd/rerank-plugin
+	sha256sum $(BIN)/rerank-plugin | cut -d' ' -f1 > $(BIN)/rerank-plugin.sha256
 
 test: check-setup
 	@minilm=$${RERANK_MINILM_DIR:-$$(plugin/libtorch/find-minilm.sh)}; \
@@ -33,6 +35,15 @@ demo: build
 
 bench: check-setup
 	$(GO) test $(BENCHFLAGS) $(PKGS)
+
+# The model's speed: Go (plugin engine) and, on the same SciFact pairs and
+# threads, sentence-transformers' CrossEncoder.predict. PYREF is a Python with
+# torch, transformers and sentence-transformers (see plugin/testdata/reference).
+PYREF ?= python3
+bench-model: check-setup
+	@minilm=$${RERANK_MINILM_DIR:-$$(plugin/libtorch/find-minilm.sh)}; export RERANK_MINILM_DIR="$$minilm"; \
+	$(GO) test -run='^$$' -bench='Forward|RerankLatency|MatmulPeak' -benchtime=3x -timeout=60m ./plugin/engine
+	$(PYREF) plugin/testdata/reference/bench_st.py --pairs-file plugin/testdata/parity/pairs.jsonl --threads 2
 
 clean:
 	rm -rf $(BIN) $(BUILD_DIR)
@@ -54,3 +65,7 @@ $(REF_TORCH)/torch/include:
 
 check-setup:
 	@test -d $(CUDA_STUBS) || { echo "$(CUDA_STUBS) missing: run 'make setup' first" >&2; exit 1; }
+
+# Regenerate plugin/contract/rerankpb from reranker.proto (protoc, protoc-gen-go, protoc-gen-go-grpc).
+proto:
+	cd plugin/contract/rerankpb && PATH="$$PATH:$$($(GO) env GOPATH)/bin" protoc --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative reranker.proto

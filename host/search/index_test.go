@@ -236,6 +236,9 @@ func TestRebuildReplaces(t *testing.T) {
 	if c, _ := ix.Count(); c != 1 {
 		t.Fatalf("rebuilt index has %d documents, want 1", c)
 	}
+	if entries, _ := os.ReadDir(filepath.Dir(dir)); len(entries) != 1 {
+		t.Fatalf("leftovers beside the rebuilt index: %v", entries)
+	}
 }
 
 func TestRefusesForeignFolder(t *testing.T) {

@@ -13,6 +13,7 @@ import "C"
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/sugarme/gotch/ts"
 )
@@ -76,6 +77,8 @@ func Guard(err *error) {
 		if !ok {
 			panic(r)
 		}
-		*err = fmt.Errorf("libtorch: %w", te.err)
+		// gotch appends a goroutine dump to libtorch's message: keep the message.
+		msg, _, _ := strings.Cut(te.err.Error(), "\n")
+		*err = fmt.Errorf("libtorch: %s", strings.TrimPrefix(msg, "Libtorch API Error: "))
 	}
 }

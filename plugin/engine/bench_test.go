@@ -28,6 +28,35 @@ import (
 // else a random model of the same shape (6 layers, hidden 384, 12 heads,
 // FFN 1536): the speed is the same. Pairs are the SciFact (claim, abstract)
 // pairs of ../testdata/parity.
+//
+// The environment picks the device and batch sizes, so that the GPU check
+// (plugin/libtorch/gpu-check.sh) runs these same benchmarks:
+//
+//	RERANK_BENCH_DEVICE   cpu (default) or cuda: where Forward and RerankLatency run
+//	RERANK_BENCH_BATCHES  BenchmarkForward's batch sizes, comma-separated (default 8,32,64)
+
+func benchDevice() string {
+	if d := os.Getenv("RERANK_BENCH_DEVICE"); d != "" {
+		return d
+	}
+	return "cpu"
+}
+
+func benchBatches(b *testing.B) []int {
+	v := os.Getenv("RERANK_BENCH_BATCHES")
+	if v == "" {
+		return []int{8, 32, 64}
+	}
+	var sizes []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			b.Fatalf("RERANK_BENCH_BATCHES=%q: %q is not a positive batch size", v, f)
+		}
+		sizes = append(sizes, n)
+	}
+	return sizes
+}
 
 func miniLMSized(b *testing.B) string {
 	if enc := os.Getenv("RERANK_MINILM_DIR"); enc != "" {
@@ -72,9 +101,9 @@ func BenchmarkForward(b *testing.B) {
 		b.Fatal(err)
 	}
 	for _, maxLen := range []int{256, 512} {
-		for _, bs := range []int{8, 32, 64} {
+		for _, bs := range benchBatches(b) {
 			b.Run(fmt.Sprintf("len=%d/batch=%d", maxLen, bs), func(b *testing.B) {
-				e := newEngine(b, Options{MaxLength: maxLen, BatchSize: bs, Threads: runtime.NumCPU()})
+				e := newEngine(b, Options{Device: benchDevice(), MaxLength: maxLen, BatchSize: bs, Threads: runtime.NumCPU()})
 				if _, err := e.Load(context.Background(), contract.LoadRequest{Path: dir, Serve: true}); err != nil {
 					b.Fatal(err)
 				}
@@ -122,7 +151,7 @@ func BenchmarkRerankLatency(b *testing.B) {
 	for _, maxLen := range []int{256, 512} {
 		for _, n := range []int{50, 100} {
 			b.Run(fmt.Sprintf("len=%d/docs=%d", maxLen, n), func(b *testing.B) {
-				e := newEngine(b, Options{MaxLength: maxLen, BatchSize: 32, Threads: runtime.NumCPU()})
+				e := newEngine(b, Options{Device: benchDevice(), MaxLength: maxLen, BatchSize: 32, Threads: runtime.NumCPU()})
 				if _, err := e.Load(context.Background(), contract.LoadRequest{Path: dir, Serve: true}); err != nil {
 					b.Fatal(err)
 				}

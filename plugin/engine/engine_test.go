@@ -50,9 +50,12 @@ func readPairs(t testing.TB) []refPair {
 	return ps
 }
 
+// newEngine runs on the CPU unless opts names a device (cuda_test.go, the benchmarks).
 func newEngine(t testing.TB, opts Options) *Engine {
 	t.Helper()
-	opts.Device = "cpu"
+	if opts.Device == "" {
+		opts.Device = "cpu"
+	}
 	e, err := New(opts)
 	if err != nil {
 		t.Fatal(err)

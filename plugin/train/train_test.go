@@ -236,3 +236,54 @@ func equalInts(a, b []int) bool {
 	}
 	return true
 }
+
+func TestListwiseLossLearns(t *testing.T) {
+	s := makeSynthetic(5, 60, 3, 8, true)
+	req := s.request(t, contract.TrainConfig{Epochs: 4, LearningRate: 3e-3, EvalSteps: 1000, Seed: 3, MaxLength: 32, Loss: contract.LossListwise})
+	var l stepLosses
+	res, err := finetune(t, req, l.observe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each query's 4 pairs form one unit, two queries a batch: 30 steps an epoch.
+	if res.Steps != 120 {
+		t.Fatalf("%d steps, want 120", res.Steps)
+	}
+	first, last := l.mean(1, 30), l.mean(91, 120)
+	t.Logf("listwise loss epoch 1 %.4f, epoch 4 %.4f; NDCG@10 %.4f -> %.4f", first, last, res.Base.NDCG10, res.Best.NDCG10)
+	if !(last < 0.5*first) || !(res.Best.NDCG10 > res.Base.NDCG10+0.2) {
+		t.Errorf("listwise training did not learn: loss %.4f -> %.4f, NDCG@10 %.4f -> %.4f", first, last, res.Base.NDCG10, res.Best.NDCG10)
+	}
+}
+
+// TestPairWeightsScaleTheLoss: the first step (same model, same dropout)
+// with every weight 2 has twice the loss, for both losses; pos_weight
+// changes BCE's.
+func TestPairWeightsScaleTheLoss(t *testing.T) {
+	s := makeSynthetic(6, 4, 3, 2, true)
+	firstLoss := func(cfg contract.TrainConfig, weight float64) float64 {
+		req := s.request(t, cfg)
+		req.Train = append([]contract.TrainPair(nil), req.Train...)
+		for i := range req.Train {
+			req.Train[i].Weight = weight
+		}
+		var l stepLosses
+		if _, err := finetune(t, req, l.observe); err != nil {
+			t.Fatal(err)
+		}
+		return l.losses[1]
+	}
+	for _, loss := range []string{contract.LossBCE, contract.LossListwise} {
+		cfg := contract.TrainConfig{Epochs: 1, Seed: 1, MaxLength: 32, Loss: loss}
+		one, two := firstLoss(cfg, 1), firstLoss(cfg, 2)
+		if math.Abs(two-2*one) > 1e-5*one {
+			t.Errorf("%s: loss %g with weights 1, %g with weights 2", loss, one, two)
+		}
+	}
+	cfg := contract.TrainConfig{Epochs: 1, Seed: 1, MaxLength: 32}
+	plain := firstLoss(cfg, 1)
+	cfg.PosWeight = 3
+	if weighted := firstLoss(cfg, 1); !(weighted > plain) {
+		t.Errorf("pos_weight 3: loss %g, without %g", weighted, plain)
+	}
+}

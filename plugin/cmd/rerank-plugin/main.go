@@ -13,6 +13,7 @@ import (
 
 	"github.com/rerankloop/rerank/plugin/contract"
 	"github.com/rerankloop/rerank/plugin/engine"
+	"github.com/rerankloop/rerank/plugin/train"
 )
 
 func main() {
@@ -38,9 +39,18 @@ func main() {
 		os.Exit(1)
 	}
 	defer e.Close()
+	// Fine-tunes run on their own thread beside the engine's, which keeps serving.
+	trainer, err := train.NewService(e.Device(), o.Threads)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rerank-plugin:", err)
+		os.Exit(1)
+	}
 	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig:  contract.Handshake,
-		VersionedPlugins: contract.VersionedPlugins(e),
-		GRPCServer:       contract.ServerOptions,
+		HandshakeConfig: contract.Handshake,
+		VersionedPlugins: contract.VersionedPlugins(struct {
+			*engine.Engine
+			*train.Service
+		}{e, trainer}),
+		GRPCServer: contract.ServerOptions,
 	})
 }

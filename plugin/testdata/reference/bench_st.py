@@ -46,6 +46,8 @@ def scifact_pairs(shared: Path, n: int) -> list:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=512)
+    ap.add_argument("--pairs-file", type=Path, help="a JSONL of {query, text} (e.g. plugin/testdata/parity/pairs.jsonl, "
+                    "the pairs the Go benchmark uses) instead of sampling SciFact")
     ap.add_argument("--lengths", type=int, nargs="+", default=[256, 512])
     ap.add_argument("--batches", type=int, nargs="+", default=[8, 32, 64])
     ap.add_argument("--threads", type=int, default=2)
@@ -58,7 +60,10 @@ def main():
 
     transformers.logging.set_verbosity_error()
     torch.set_num_threads(args.threads)
-    pairs = scifact_pairs(args.shared, args.pairs)
+    if args.pairs_file:
+        pairs = [(r["query"], r["text"]) for r in map(json.loads, args.pairs_file.open())]
+    else:
+        pairs = scifact_pairs(args.shared, args.pairs)
     tok = refmodels.load_tokenizer(args.shared)
 
     results = []

@@ -1,0 +1,483 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/rerankloop/rerank/configs"
+	"github.com/rerankloop/rerank/evalharness/dataset"
+	"github.com/rerankloop/rerank/finetune/clickmodel"
+	"github.com/rerankloop/rerank/finetune/pairs"
+	"github.com/rerankloop/rerank/finetune/trainset"
+	"github.com/rerankloop/rerank/host/clicklog"
+	"github.com/rerankloop/rerank/host/pluginclient"
+	"github.com/rerankloop/rerank/host/search"
+	"github.com/rerankloop/rerank/plugin/contract"
+)
+
+type finetuneFlags struct {
+	model, out, index, analyzer string
+	data                        trainset.Options
+	kind, valKind, scale        string
+	conflicts, clickMode        string
+	evalDepth, evalQueries      int
+	resume                      bool
+	train                       contract.TrainConfig
+	plugin                      pluginclient.Options
+}
+
+func init() {
+	var f finetuneFlags
+	cmd := &cobra.Command{
+		Use:   "finetune --model BASE --train FILE|DIR|LOGS [--val FILE] --out DIR",
+		Short: "Fine-tune a cross-encoder on judgments, a BEIR folder or click logs",
+		Long: `Fine-tune a cross-encoder checkpoint in the plugin process.
+
+--train is a judgments file (JSONL {"query","text","label"} or TSV), a BEIR
+folder (qrels/<split>.tsv with its corpus) or a click-log export (rerank logs
+export; labels from a position-bias click model). The data are checked, split
+80/20 by query unless --val is given, and completed with hard negatives from
+BM25 and random ones; the report is printed and written to OUT/data.
+
+Validation reranks each validation query's BM25 top --eval-depth (the index at
+--index, built there from the corpus if missing; a BEIR source brings its
+corpus) and measures NDCG@10 and MRR@10 every --eval-steps and at each epoch's
+end. Without an index, a query's candidates are its judged documents.
+
+OUT receives checkpoint-<step> folders (the best and the last), a model card
+(README.md) and training_report.json. Ctrl-C stops after the current step and
+keeps a checkpoint; --resume continues from the last one.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runFinetune(ctx, f, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.model, "model", "", "base checkpoint folder (rerank model init makes one from an encoder)")
+	fl.StringVar(&f.data.Train, "train", "", "training data: judgments file, BEIR folder or click-log export")
+	fl.StringVar(&f.out, "out", "", "output folder")
+	fl.StringVar(&f.data.Val, "val", "", "validation data (default: 20% of --train's queries)")
+	fl.StringVar(&f.kind, "kind", "", "format of --train: judgments, beir or clicks (default: detected)")
+	fl.StringVar(&f.valKind, "val-kind", "", "format of --val (default: detected)")
+	fl.StringVar(&f.data.Split, "split", trainset.DefaultSplit, "qrels split of a BEIR --train")
+	fl.StringVar(&f.data.ValSplit, "val-split", trainset.DefaultValSplit, "qrels split of a BEIR --val")
+	fl.Float64Var(&f.data.ValFraction, "val-fraction", 0.2, "share of --train's queries held out for validation")
+	fl.StringVar(&f.scale, "scale", "auto", "label scale: binary, graded or auto")
+	fl.StringVar(&f.conflicts, "conflicts", string(pairs.ConflictMajority), "conflicting labels: majority or drop")
+	fl.StringVar(&f.data.Corpus, "corpus", "", "corpus JSONL: random negatives, click-log document texts, the index when one is built")
+	fl.StringVar(&f.index, "index", "", "BM25 index folder: used if present, built there from the corpus if not")
+	fl.StringVar(&f.analyzer, "analyzer", "", "analyzer when building the index (default: bm25.analyzer)")
+	fl.IntVar(&f.data.Negatives.Hard, "hard-negatives", trainset.DefaultHard, "hard negatives per query from BM25")
+	fl.IntVar(&f.data.Negatives.Depth, "hard-depth", trainset.DefaultHardDepth, "BM25 depth the hard negatives are drawn from")
+	fl.IntVar(&f.data.Negatives.Random, "random-negatives", trainset.DefaultRandom, "random negatives per query")
+	fl.StringVar(&f.clickMode, "click-labels", string(clickmodel.Graded), "click-log labels: graded (0-4) or ipw (binary, inverse-propensity weighted)")
+	fl.Float64Var(&f.data.Clicks.MaxWeight, "max-weight", 10, "cap on inverse-propensity weights")
+	fl.Int64Var(&f.data.Clicks.MinDwellMS, "min-dwell-ms", 0, "clicks with a shorter dwell do not count")
+	fl.IntVar(&f.evalDepth, "eval-depth", 100, "BM25 candidates reranked per validation query")
+	fl.IntVar(&f.evalQueries, "eval-queries", 0, "validate on at most this many validation queries, drawn by the seed (0: all)")
+	fl.BoolVar(&f.resume, "resume", false, "continue the run in --out from its last checkpoint")
+
+	t := &f.train
+	fl.IntVar(&t.Epochs, "epochs", 2, "passes over the training pairs (1-3 recommended)")
+	fl.Float64Var(&t.LearningRate, "lr", 3e-5, "peak learning rate of AdamW")
+	fl.IntVar(&t.BatchSize, "batch-size", 8, "pairs per training step")
+	fl.IntVar(&t.MaxLength, "max-length", 256, "tokens per (query, document) pair; longer pairs are truncated")
+	fl.BoolVar(&t.Window, "window", false, "train on a long document's first window and validate by its best window")
+	fl.IntVar(&t.EvalSteps, "eval-steps", 100, "evaluate every this many steps")
+	fl.IntVar(&t.EvalBatchSize, "eval-batch-size", 32, "pairs per forward pass when evaluating")
+	fl.IntVar(&t.Patience, "patience", 0, "stop after this many evaluations without improvement (0: never)")
+	fl.Uint64Var(&t.Seed, "seed", 42, "seed of the split, negatives, data order, dropout and a fresh head")
+	fl.StringVar(&t.Loss, "loss", contract.LossBCE, "bce (binary cross-entropy on label/max) or listwise (softmax per query)")
+	fl.Float64Var(&t.PosWeight, "pos-weight", 0, "BCE weight of positive pairs (0: none)")
+	fl.Float64Var(&t.WarmupRatio, "warmup-ratio", 0.1, "share of the steps the learning rate warms up over")
+	fl.Float64Var(&t.WeightDecay, "weight-decay", 0.01, "AdamW weight decay (not on biases and LayerNorm)")
+	fl.Float64Var(&t.MaxGradNorm, "max-grad-norm", 1, "clip gradients to this global L2 norm")
+
+	fl.StringVar(&f.plugin.PluginPath, "plugin", "", "plugin binary (default: rerank-plugin beside rerank)")
+	fl.StringVar(&f.plugin.Device, "device", "auto", "auto, cpu or cuda")
+	fl.IntVar(&f.plugin.Threads, "threads", 0, "CPU threads for the model (0: libtorch default)")
+	rootCmd.AddCommand(cmd)
+}
+
+func runFinetune(ctx context.Context, f finetuneFlags, stdout, stderr io.Writer) error {
+	switch {
+	case f.model == "":
+		return errors.New("--model is required")
+	case f.data.Train == "":
+		return errors.New("--train is required")
+	case f.out == "":
+		return errors.New("--out is required")
+	case f.evalDepth < 1:
+		return fmt.Errorf("--eval-depth must be at least 1, got %d", f.evalDepth)
+	}
+	var err error
+	if f.data.Scale, err = pairs.ParseScale(f.scale); err != nil {
+		return err
+	}
+	if f.data.Clicks.Mode, err = clickmodel.ParseMode(f.clickMode); err != nil {
+		return err
+	}
+	f.data.Kind, f.data.ValKind = trainset.Kind(f.kind), trainset.Kind(f.valKind)
+	f.data.Conflicts, f.data.Seed = pairs.ConflictPolicy(f.conflicts), f.train.Seed
+	cfg, err := configs.Load(nil)
+	if err != nil {
+		return err
+	}
+	if err := search.SetBM25(cfg.BM25.K1, cfg.BM25.B); err != nil {
+		return err
+	}
+	if f.analyzer == "" {
+		f.analyzer = cfg.BM25.Analyzer
+	}
+
+	// A resumed run trains on exactly the data of the first one: they are
+	// read back, not rebuilt (the index or the logs may have changed since).
+	reqPath := filepath.Join(f.out, "data", requestFile)
+	var req contract.FinetuneRequest
+	if f.resume {
+		if req, err = readFinetuneRequest(reqPath); err != nil {
+			return fmt.Errorf("--resume reads the data the first run prepared: %w", err)
+		}
+		fmt.Fprintf(stdout, "resuming with the data the first run prepared (%s)\n", reqPath)
+		req.BaseModel, req.OutDir, req.Resume, req.Config = f.model, f.out, true, f.train
+	} else {
+		if old, _ := filepath.Glob(filepath.Join(f.out, "checkpoint-*")); len(old) > 0 {
+			return fmt.Errorf("%s already holds a training run (%s): continue it with --resume or choose another --out", f.out, filepath.Base(old[0]))
+		}
+		if req, err = prepareFinetune(ctx, f, stdout, stderr); err != nil {
+			return err
+		}
+		if err := writeFileWith(reqPath, func(w io.Writer) error { return json.NewEncoder(w).Encode(req) }); err != nil {
+			return err
+		}
+	}
+
+	client, err := pluginclient.Start(ctx, f.plugin)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	p := newFinetuneProgress(stdout, stderr)
+	res, err := client.Finetune(ctx, req, p.update)
+	p.finish()
+	if res.Stopped == "" { // no result at all
+		return err
+	}
+	if res.BestCheckpoint != "" {
+		fmt.Fprintf(stdout, "best checkpoint: %s (step %d)\n", res.BestCheckpoint, res.BestStep)
+		if len(req.Validation) > 0 {
+			fmt.Fprintf(stdout, "validation NDCG@10: base %.4f (step 0), best %.4f (step %d); MRR@10 %.4f -> %.4f\n",
+				res.Base.NDCG10, res.Best.NDCG10, res.BestStep, res.Base.MRR10, res.Best.MRR10)
+		}
+	}
+	fmt.Fprintf(stdout, "training: %d steps, %.2f pairs/s; report %s\n", res.Steps, res.PairsPerSecond, res.ReportPath)
+	switch {
+	case err != nil && errors.Is(err, context.Canceled):
+		return fmt.Errorf("cancelled at step %d: continue with the same command and --resume", res.Steps)
+	case err != nil:
+		return err
+	case res.Stopped == contract.StopDiverged:
+		return errors.New("training diverged; the best checkpoint so far is kept")
+	}
+	return nil
+}
+
+// requestFile keeps the prepared request in OUT/data for --resume.
+const requestFile = "request.json"
+
+func readFinetuneRequest(path string) (contract.FinetuneRequest, error) {
+	var req contract.FinetuneRequest
+	b, err := os.ReadFile(path)
+	if err == nil {
+		err = json.Unmarshal(b, &req)
+	}
+	return req, err
+}
+
+// prepareFinetune builds, checks and reports the training data (written to
+// OUT/data) and the validation candidates.
+func prepareFinetune(ctx context.Context, f finetuneFlags, stdout, stderr io.Writer) (contract.FinetuneRequest, error) {
+	indexDir, cleanup, err := finetuneIndex(ctx, &f, stdout, stderr)
+	if err != nil {
+		return contract.FinetuneRequest{}, err
+	}
+	defer cleanup()
+	f.data.Index = indexDir
+	if indexDir == "" && f.data.Negatives.Hard > 0 {
+		fmt.Fprintln(stdout, "no BM25 index (give --index or --corpus): no hard negatives")
+		f.data.Negatives.Hard = 0
+	}
+	data, err := trainset.Build(ctx, f.data)
+	if err != nil {
+		return contract.FinetuneRequest{}, err
+	}
+	fmt.Fprint(stdout, data.Report.Text())
+	if err := data.WriteDir(filepath.Join(f.out, "data")); err != nil {
+		return contract.FinetuneRequest{}, err
+	}
+	return finetuneRequest(ctx, f, data, indexDir, stdout)
+}
+
+// finetuneIndex finds the BM25 index for hard negatives, click-log texts and
+// validation candidates: --index if it holds one, else one built (at
+// --index, or in a temporary folder) from --corpus or a BEIR source's
+// corpus. With neither there is no index ("").
+func finetuneIndex(ctx context.Context, f *finetuneFlags, stdout, stderr io.Writer) (string, func(), error) {
+	none := func() {}
+	if f.index != "" {
+		if idx, err := search.Open(f.index); err == nil {
+			idx.Close()
+			return f.index, none, nil
+		}
+	}
+	corpus := f.data.Corpus
+	if corpus == "" {
+		for _, src := range []string{f.data.Train, f.data.Val} {
+			if st, err := os.Stat(src); err == nil && st.IsDir() && (f.kind == "" || f.kind == string(trainset.KindBEIR)) {
+				if b, err := dataset.OpenBEIR(src); err == nil {
+					corpus = b.CorpusPath()
+					break
+				}
+			}
+		}
+	}
+	if corpus == "" {
+		if f.index != "" {
+			return "", none, fmt.Errorf("--index %s holds no index and there is no corpus to build one from (give --corpus)", f.index)
+		}
+		return "", none, nil
+	}
+	dir, cleanup := f.index, none
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "rerank-finetune-index-")
+		if err != nil {
+			return "", none, err
+		}
+		dir, cleanup = filepath.Join(tmp, "index"), func() { os.RemoveAll(tmp) }
+	}
+	if err := buildIndex(ctx, corpus, dir, f.analyzer, 1000, stderr, stdout); err != nil {
+		cleanup()
+		return "", none, err
+	}
+	return dir, cleanup, nil
+}
+
+// docTable sends each document text once; pairs and candidates refer to it
+// by index.
+type docTable struct {
+	docs []contract.Document
+	at   map[[2]string]int
+}
+
+func (t *docTable) add(id, text string) int {
+	k := [2]string{id, text}
+	if i, ok := t.at[k]; ok {
+		return i
+	}
+	if t.at == nil {
+		t.at = map[[2]string]int{}
+	}
+	t.at[k] = len(t.docs)
+	t.docs = append(t.docs, contract.Document{ID: id, Text: text})
+	return len(t.docs) - 1
+}
+
+// finetuneRequest turns the prepared pairs into the plugin's request, with
+// each validation query's candidates: BM25's top --eval-depth when there is
+// an index, else the query's judged documents.
+func finetuneRequest(ctx context.Context, f finetuneFlags, data *trainset.Result, indexDir string, stdout io.Writer) (contract.FinetuneRequest, error) {
+	req := contract.FinetuneRequest{BaseModel: f.model, OutDir: f.out, Resume: f.resume, Config: f.train}
+	var docs docTable
+	for _, p := range data.Train {
+		req.Train = append(req.Train, contract.TrainPair{QueryID: p.QueryID, Query: p.Query, Doc: docs.add(p.DocID, p.Text), Label: p.Label, Weight: p.Weight})
+	}
+	// Validation queries in first-seen order, with their judgments.
+	type vq struct {
+		q      contract.ValQuery
+		judged []pairs.Pair
+	}
+	var order []string
+	byID := map[string]*vq{}
+	for _, p := range data.Validation {
+		id := p.QueryID
+		if id == "" {
+			id = pairs.NormalizeQuery(p.Query)
+		}
+		v, ok := byID[id]
+		if !ok {
+			v = &vq{q: contract.ValQuery{QueryID: id, Query: p.Query, Judged: map[string]int{}}}
+			byID[id] = v
+			order = append(order, id)
+		}
+		v.q.Judged[p.DocID] = int(p.Label)
+		v.judged = append(v.judged, p)
+	}
+	if n := f.evalQueries; n > 0 && n < len(order) {
+		rng := rand.New(rand.NewPCG(f.train.Seed, 0xe7a1))
+		keep := map[string]bool{}
+		for _, i := range rng.Perm(len(order))[:n] {
+			keep[order[i]] = true
+		}
+		kept := order[:0]
+		for _, id := range order {
+			if keep[id] {
+				kept = append(kept, id)
+			}
+		}
+		fmt.Fprintf(stdout, "validating on %d of %d validation queries (--eval-queries, seed %d)\n", n, len(order), f.train.Seed)
+		order = kept
+	}
+	var idx *search.Index
+	if indexDir != "" {
+		var err error
+		if idx, err = search.Open(indexDir); err != nil {
+			return req, err
+		}
+		defer idx.Close()
+	}
+	withRelevant := 0
+	for _, id := range order {
+		v := byID[id]
+		if idx != nil {
+			hits, _, err := idx.Search(ctx, v.q.Query, f.evalDepth, 0)
+			if err != nil {
+				return req, err
+			}
+			for _, h := range hits {
+				v.q.Candidates = append(v.q.Candidates, docs.add(h.ID, dataset.DocText(h.Title, h.Text)))
+			}
+		} else {
+			for _, p := range v.judged {
+				v.q.Candidates = append(v.q.Candidates, docs.add(p.DocID, p.Text))
+			}
+		}
+		for _, c := range v.q.Candidates {
+			if v.q.Judged[docs.docs[c].ID] > 0 {
+				withRelevant++
+				break
+			}
+		}
+		req.Validation = append(req.Validation, v.q)
+	}
+	if idx != nil {
+		fmt.Fprintf(stdout, "validation: %d queries; BM25's top %d holds a relevant document for %d of them\n", len(order), f.evalDepth, withRelevant)
+		if len(order) > 0 && withRelevant == 0 {
+			fmt.Fprintln(stdout, "WARNING: no validation query finds a judged relevant document in the index: do the judgments' doc_id values name the index's documents?")
+		}
+	} else {
+		fmt.Fprintf(stdout, "validation: %d queries, each reranking its judged documents (no BM25 index)\n", len(order))
+	}
+	req.Docs = docs.docs
+	req.DataSource = dataSource(f, data.Report)
+	rep, err := json.Marshal(data.Report)
+	if err != nil {
+		return req, err
+	}
+	req.DataReport = string(rep)
+	return req, nil
+}
+
+// dataSource describes the data for the model card.
+func dataSource(f finetuneFlags, r *trainset.Report) string {
+	s := fmt.Sprintf("%s %s", r.Train.Kind, r.Train.Path)
+	if r.Train.Split != "" {
+		s += ", split " + r.Train.Split
+	}
+	if r.Train.Kind == trainset.KindClicks {
+		if from, to, err := exportWindow(r.Train.Path); err == nil {
+			s += fmt.Sprintf(", searches from %s to %s", from.Format(time.RFC3339), to.Format(time.RFC3339))
+		}
+	}
+	if r.Val != nil {
+		s += fmt.Sprintf("; validation %s %s", r.Val.Kind, r.Val.Path)
+	} else {
+		s += fmt.Sprintf("; validation: %.0f%% of the queries, split by query with seed %d", 100*f.data.ValFraction, f.data.Seed)
+	}
+	if n := r.Negatives; n != nil {
+		s += fmt.Sprintf("; negatives: %d hard from BM25's top %d, %d random", n.Hard, n.Depth, n.Random)
+	}
+	return s
+}
+
+// exportWindow is the time span of a click-log export.
+func exportWindow(path string) (from, to time.Time, err error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return from, to, err
+	}
+	defer fh.Close()
+	err = clicklog.ReadExport(fh, func(e clicklog.ExportedImpression) error {
+		if from.IsZero() || e.Time.Before(from) {
+			from = e.Time
+		}
+		if e.Time.After(to) {
+			to = e.Time
+		}
+		return nil
+	})
+	return from, to, err
+}
+
+// finetuneProgress draws the progress bar (on a terminal) and prints the
+// plugin's messages and every evaluation.
+type finetuneProgress struct {
+	stdout, stderr io.Writer
+	bar            *progressbar.ProgressBar
+}
+
+func newFinetuneProgress(stdout, stderr io.Writer) *finetuneProgress {
+	return &finetuneProgress{stdout: stdout, stderr: stderr}
+}
+
+func (p *finetuneProgress) println(format string, args ...any) {
+	if p.bar != nil {
+		p.bar.Clear()
+	}
+	fmt.Fprintf(p.stdout, format+"\n", args...)
+}
+
+func (p *finetuneProgress) update(u contract.FinetuneProgress) {
+	switch {
+	case u.Message != "":
+		p.println("%s", u.Message)
+	case u.Eval != nil:
+		e := *u.Eval
+		best := ""
+		if e.Best {
+			best = " (best)"
+		}
+		loss := "base model"
+		if e.Step > 0 {
+			loss = fmt.Sprintf("train loss %.4f", e.TrainLoss)
+		}
+		p.println("step %d/%d, epoch %.2f: NDCG@10 %.4f, MRR@10 %.4f%s, %s [evaluated in %.0f s; eta %s]",
+			e.Step, u.TotalSteps, e.Epoch, e.NDCG10, e.MRR10, best, loss, e.Seconds, u.ETA.Round(time.Second))
+	default:
+		if p.bar == nil {
+			p.bar = progressbar.NewOptions(u.TotalSteps, progressbar.OptionSetWriter(p.stderr), progressbar.OptionSetVisibility(isTerminal(p.stderr)),
+				progressbar.OptionShowCount(), progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionOnCompletion(func() { fmt.Fprintln(p.stderr) }))
+		}
+		p.bar.Describe(fmt.Sprintf("epoch %d, loss %.4f, lr %.2e, %.1f pairs/s, eta %s", u.Epoch, u.Loss, u.LearningRate, u.PairsPerSecond, u.ETA.Round(time.Second)))
+		p.bar.Set(u.Step)
+	}
+}
+
+func (p *finetuneProgress) finish() {
+	if p.bar != nil {
+		p.bar.Exit()
+	}
+}
