@@ -184,6 +184,8 @@ func (c *Client) launch() (*plugin.Client, contract.Reranker, error) {
 		AutoMTLS:         true,
 		SecureConfig:     &plugin.SecureConfig{Checksum: c.checksum, Hash: sha256.New()},
 		GRPCDialOptions:  contract.DialOptions(),
+		// Loading libtorch's libraries can take a while on a busy machine.
+		StartTimeout: 3 * time.Minute,
 		Logger: hclog.New(&hclog.LoggerOptions{Name: "rerank-plugin", Output: os.Stderr,
 			Level: hclog.Warn}),
 	})
