@@ -30,8 +30,11 @@ test: check-setup
 	echo "$(GO) test $(TESTFLAGS) $(PKGS)"; \
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
+# The closed loop end to end on testdata/scifact-sample (see rerank demo --help),
+# e.g. make demo DEMOFLAGS='--dir demo-data --serve'.
+DEMOFLAGS ?=
 demo: build
-	$(BIN)/rerank demo
+	$(BIN)/rerank demo $(DEMOFLAGS)
 
 bench: check-setup
 	$(GO) test $(BENCHFLAGS) $(PKGS)

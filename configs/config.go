@@ -38,8 +38,10 @@ type Config struct {
 	HTTP       HTTP     `mapstructure:"http"`
 	Search     Search   `mapstructure:"search"`
 	BM25       BM25     `mapstructure:"bm25"`
-	Rerank     Rerank   `mapstructure:"rerank"`
-	ClickLog   ClickLog `mapstructure:"clicklog"`
+	Rerank     Rerank     `mapstructure:"rerank"`
+	ClickLog   ClickLog   `mapstructure:"clicklog"`
+	Retrain    Retrain    `mapstructure:"retrain"`
+	Experiment Experiment `mapstructure:"experiment"`
 
 	file string // the file read, empty for none
 }
@@ -86,6 +88,57 @@ type Rerank struct {
 	ModelPath    string        `mapstructure:"model_path"`
 	MaxDocuments int           `mapstructure:"max_documents"`
 	APIKey       string        `mapstructure:"api_key"`
+	MaxLength    int           `mapstructure:"max_length"`
+	Threads      int           `mapstructure:"threads"`
+	Device       string        `mapstructure:"device"`
+}
+
+// Retrain sets the closed loop: when the host retrains its reranker from its
+// click log, how, and what a candidate must show before it serves.
+type Retrain struct {
+	ModelsDir     string        `mapstructure:"models_dir"`
+	EveryClicks   int           `mapstructure:"every_clicks"`
+	Every         time.Duration `mapstructure:"every"`
+	CheckInterval time.Duration `mapstructure:"check_interval"`
+	MinClicks     int           `mapstructure:"min_clicks"`
+
+	Judgments       string  `mapstructure:"judgments"`
+	JudgmentsSplit  string  `mapstructure:"judgments_split"`
+	EvalDepth       int     `mapstructure:"eval_depth"`
+	EvalQueries     int     `mapstructure:"eval_queries"`
+	HoldoutFraction float64 `mapstructure:"holdout_fraction"`
+
+	ClickLabels       string  `mapstructure:"click_labels"`
+	MinDwellMS        int64   `mapstructure:"min_dwell_ms"`
+	HardNegatives     int     `mapstructure:"hard_negatives"`
+	MaxPairs          int     `mapstructure:"max_pairs"`
+	ValidationQueries int     `mapstructure:"validation_queries"`
+	Epochs            int     `mapstructure:"epochs"`
+	LearningRate      float64 `mapstructure:"learning_rate"`
+	BatchSize         int     `mapstructure:"batch_size"`
+	MaxLength         int     `mapstructure:"max_length"`
+	EvalSteps         int     `mapstructure:"eval_steps"`
+	Seed              uint64  `mapstructure:"seed"`
+
+	GateMargin float64 `mapstructure:"gate_margin"`
+	GateAlpha  float64 `mapstructure:"gate_alpha"`
+}
+
+// ModelsPath is where retraining writes checkpoints: retrain.models_dir, or
+// <data_dir>/models.
+func (c Config) ModelsPath() string {
+	if c.Retrain.ModelsDir != "" {
+		return c.Retrain.ModelsDir
+	}
+	return filepath.Join(c.DataDir, "models")
+}
+
+// Experiment sets the defaults of online comparisons between model versions.
+type Experiment struct {
+	MinSearches int     `mapstructure:"min_searches"`
+	Alpha       float64 `mapstructure:"alpha"`
+	MaxSearches int     `mapstructure:"max_searches"`
+	AutoStop    bool    `mapstructure:"auto_stop"`
 }
 
 // ClickLog sets how search and click events are kept.
@@ -315,6 +368,25 @@ func (c Config) validate() error {
 	if r.MaxDocuments < 1 {
 		bad("rerank.max_documents", "want at least 1, got %d", r.MaxDocuments)
 	}
+	if r.MaxLength < 0 || r.MaxLength > 512 {
+		bad("rerank.max_length", "want 0 (the plugin's default) to 512, got %d", r.MaxLength)
+	}
+	if r.Threads < 0 {
+		bad("rerank.threads", "want 0 (libtorch's default) or more, got %d", r.Threads)
+	}
+	switch r.Device {
+	case "auto", "cpu", "cuda":
+	default:
+		bad("rerank.device", "want auto, cpu or cuda, got %q", r.Device)
+	}
+	c.Retrain.validate(bad)
+	x := c.Experiment
+	if x.MinSearches < 0 || x.MaxSearches < 0 || (x.MaxSearches > 0 && x.MaxSearches < x.MinSearches) {
+		bad("experiment.max_searches", "want 0 (no limit) or at least experiment.min_searches (%d), and min_searches not negative; got %d", x.MinSearches, x.MaxSearches)
+	}
+	if !(x.Alpha > 0 && x.Alpha < 1) {
+		bad("experiment.alpha", "want more than 0 and less than 1, got %g", x.Alpha)
+	}
 	if c.ClickLog.Retention < 0 {
 		bad("clicklog.retention", "want 0 (keep forever) or a positive duration, got %s", c.ClickLog.Retention)
 	}
@@ -322,4 +394,46 @@ func (c Config) validate() error {
 		return fmt.Errorf("invalid configuration: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+func (r Retrain) validate(bad func(key, format string, args ...any)) {
+	if r.EveryClicks < 0 {
+		bad("retrain.every_clicks", "want 0 (off) or more, got %d", r.EveryClicks)
+	}
+	if r.Every < 0 {
+		bad("retrain.every", "want 0s (off) or a positive duration, got %s", r.Every)
+	}
+	if r.CheckInterval <= 0 {
+		bad("retrain.check_interval", "want a positive duration, got %s", r.CheckInterval)
+	}
+	if r.MinClicks < 1 {
+		bad("retrain.min_clicks", "want at least 1, got %d", r.MinClicks)
+	}
+	if r.EvalDepth < 1 {
+		bad("retrain.eval_depth", "want at least 1, got %d", r.EvalDepth)
+	}
+	if r.EvalQueries < 0 || r.ValidationQueries < 0 || r.MaxPairs < 0 || r.HardNegatives < 0 || r.MinDwellMS < 0 {
+		bad("retrain", "eval_queries, validation_queries, max_pairs, hard_negatives and min_dwell_ms must not be negative")
+	}
+	if !(r.HoldoutFraction > 0 && r.HoldoutFraction < 1) {
+		bad("retrain.holdout_fraction", "want more than 0 and less than 1, got %g", r.HoldoutFraction)
+	}
+	if r.ClickLabels != "graded" && r.ClickLabels != "ipw" {
+		bad("retrain.click_labels", "want graded or ipw, got %q", r.ClickLabels)
+	}
+	if r.Epochs < 1 || r.BatchSize < 1 || r.EvalSteps < 1 {
+		bad("retrain", "epochs, batch_size and eval_steps must be at least 1 (got %d, %d, %d)", r.Epochs, r.BatchSize, r.EvalSteps)
+	}
+	if !(r.LearningRate > 0 && r.LearningRate < 1) {
+		bad("retrain.learning_rate", "want more than 0 and less than 1, got %g", r.LearningRate)
+	}
+	if r.MaxLength < 8 || r.MaxLength > 512 {
+		bad("retrain.max_length", "want 8 to 512, got %d", r.MaxLength)
+	}
+	if !(r.GateMargin >= 0) {
+		bad("retrain.gate_margin", "want 0 or more, got %g", r.GateMargin)
+	}
+	if !(r.GateAlpha > 0 && r.GateAlpha <= 1) {
+		bad("retrain.gate_alpha", "want more than 0 and at most 1, got %g", r.GateAlpha)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/rerankloop/rerank/configs"
 	"github.com/rerankloop/rerank/host/registry"
+	"github.com/rerankloop/rerank/host/retrain"
 )
 
 func init() {
@@ -23,20 +25,18 @@ func init() {
 <data-dir>/events.db, beside the clicks it learned from: its parent, the log
 window, hyperparameters, metrics, the gate's decision and when it served.
 Only one process can open the database: while "rerank serve" runs on the data
-folder, stop it first.`,
+folder, ask it instead with --host URL (its admin API, GET /admin/models).`,
 	}
 	configs.AddFlags(models.PersistentFlags())
+	var hf hostFlags
+	hf.add(models.PersistentFlags(), false)
 	var asJSON bool
 	list := &cobra.Command{
 		Use:   "list [--data-dir DIR] [--json]",
 		Short: "One line per version, oldest first; * marks the serving one",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withRegistry(cmd.Flags(), func(reg *registry.Registry) error {
-				vs, err := reg.List()
-				if err != nil {
-					return err
-				}
+			return withModels(cmd, hf, func(vs []registry.Version, _ []registry.Swap) error {
 				if asJSON {
 					return writeJSONOut(cmd.OutOrStdout(), vs)
 				}
@@ -53,15 +53,12 @@ folder, stop it first.`,
 		Short: "Everything recorded about one version, with its swaps",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withRegistry(cmd.Flags(), func(reg *registry.Registry) error {
-				v, err := reg.Get(args[0])
-				if err != nil {
-					return err
+			return withModels(cmd, hf, func(vs []registry.Version, hist []registry.Swap) error {
+				i := slices.IndexFunc(vs, func(v registry.Version) bool { return v.ID == args[0] })
+				if i < 0 {
+					return fmt.Errorf("registry: version %q: %w", args[0], registry.ErrNotFound)
 				}
-				hist, err := reg.History()
-				if err != nil {
-					return err
-				}
+				v := vs[i]
 				var swaps []registry.Swap
 				for _, s := range hist {
 					if s.From == v.ID || s.To == v.ID {
@@ -81,6 +78,33 @@ folder, stop it first.`,
 	show.Flags().BoolVar(&showJSON, "json", false, "print the version as JSON")
 	models.AddCommand(list, show)
 	rootCmd.AddCommand(models)
+}
+
+// withModels hands fn the versions and swaps: from the running host's admin
+// API with --host, else from the data folder's registry.
+func withModels(cmd *cobra.Command, hf hostFlags, fn func([]registry.Version, []registry.Swap) error) error {
+	if hf.url != "" {
+		c, err := hf.client()
+		if err != nil {
+			return err
+		}
+		var m retrain.Models
+		if err := c.call(cmd.Context(), http.MethodGet, "/admin/models", nil, &m); err != nil {
+			return err
+		}
+		return fn(m.Versions, m.Swaps)
+	}
+	return withRegistry(cmd.Flags(), func(reg *registry.Registry) error {
+		vs, err := reg.List()
+		if err != nil {
+			return err
+		}
+		hist, err := reg.History()
+		if err != nil {
+			return err
+		}
+		return fn(vs, hist)
+	})
 }
 
 // withRegistry opens the click log of the data folder the flags name and runs

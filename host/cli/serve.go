@@ -17,7 +17,10 @@ import (
 
 	"github.com/rerankloop/rerank/configs"
 	"github.com/rerankloop/rerank/host/clicklog"
+	"github.com/rerankloop/rerank/host/interleave"
 	"github.com/rerankloop/rerank/host/pluginclient"
+	"github.com/rerankloop/rerank/host/registry"
+	"github.com/rerankloop/rerank/host/retrain"
 	"github.com/rerankloop/rerank/host/search"
 	"github.com/rerankloop/rerank/host/server"
 	"github.com/rerankloop/rerank/plugin/contract"
@@ -33,6 +36,12 @@ and /metrics. Searches and clicks are logged to <data-dir>/events.db.
 
 With rerank.model_path set, the model plugin is started and reorders BM25's top
 K; if it is down or slow, searches answer in BM25 order ("reranked": false).
+The model registry in events.db decides which version serves: on the first
+start rerank.model_path is registered as the base version; after that the
+registry's serving version is loaded, so swaps and rollbacks survive restarts.
+The closed loop runs in the host: /admin/retrain, /admin/swap, /admin/rollback,
+/admin/models and /admin/experiments (bearer admin_token), the retrain schedule
+of the configuration, and the /models page.
 Stops cleanly on SIGINT or SIGTERM.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -62,6 +71,22 @@ func newLogger(cfg configs.Config, w io.Writer) *slog.Logger {
 // serve runs the host until ctx ends. ready, when not nil, receives the
 // address actually listened on (useful with port 0).
 func serve(ctx context.Context, cfg configs.Config, logw io.Writer, ready func(addr string)) error {
+	var onReady func(runningHost)
+	if ready != nil {
+		onReady = func(h runningHost) { ready(h.Addr) }
+	}
+	return serveHost(ctx, cfg, logw, onReady)
+}
+
+// runningHost is what a started host offers to an in-process caller (the
+// demo): its address and, with a reranker, its closed loop.
+type runningHost struct {
+	Addr string
+	Loop *retrain.Controller // nil without a reranker
+}
+
+// serveHost is serve, handing ready the running host.
+func serveHost(ctx context.Context, cfg configs.Config, logw io.Writer, ready func(runningHost)) error {
 	logger := newLogger(cfg, logw)
 	if err := search.SetBM25(cfg.BM25.K1, cfg.BM25.B); err != nil {
 		return err
@@ -85,21 +110,22 @@ func serve(ctx context.Context, cfg configs.Config, logw io.Writer, ready func(a
 	}
 	defer store.Close()
 
-	var reranker contract.Reranker
+	var (
+		reranker contract.Reranker
+		loop     *retrain.Controller
+	)
 	if cfg.Rerank.ModelPath != "" {
-		pc, err := pluginclient.Start(ctx, pluginclient.Options{
-			PluginPath: cfg.Rerank.PluginPath,
-			ModelPath:  cfg.Rerank.ModelPath,
-			Log:        logger,
-		})
+		pc, ctrl, err := startLoop(ctx, cfg, ix, store, logger)
 		if err != nil {
-			return fmt.Errorf("start the reranker (unset rerank.model_path to serve BM25 only): %w", err)
+			return err
 		}
 		defer pc.Close()
-		reranker = pc
+		defer ctrl.Close() // before the plugin closes: a running retrain is cancelled first
+		reranker, loop = pc, ctrl
+		go ctrl.RunSchedule(ctx)
 	}
 
-	srv, err := server.New(server.Options{Index: ix, Reranker: reranker, Log: store, Config: cfg, Logger: logger, Metrics: metrics})
+	srv, err := server.New(server.Options{Index: ix, Reranker: reranker, Log: store, Config: cfg, Logger: logger, Metrics: metrics, Loop: loop})
 	if err != nil {
 		return err
 	}
@@ -119,7 +145,7 @@ func serve(ctx context.Context, cfg configs.Config, logw io.Writer, ready func(a
 	logger.Info("serving", "addr", "http://"+ln.Addr().String(), "index", cfg.IndexDir, "documents", docs,
 		"analyzer", ix.Meta().Analyzer, "data_dir", cfg.DataDir, "reranker", reranker != nil, "config", cfg.File())
 	if ready != nil {
-		ready(ln.Addr().String())
+		ready(runningHost{Addr: ln.Addr().String(), Loop: loop})
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -137,4 +163,36 @@ func serve(ctx context.Context, cfg configs.Config, logw io.Writer, ready func(a
 		return fmt.Errorf("shutdown: requests still running after %s", cfg.HTTP.ShutdownTimeout)
 	}
 	return err
+}
+
+// startLoop starts the plugin with the registry's serving version (on the
+// first start, rerank.model_path registered as the base version) and the
+// closed loop around it.
+func startLoop(ctx context.Context, cfg configs.Config, ix *search.Index, store *clicklog.Store, logger *slog.Logger) (*pluginclient.Client, *retrain.Controller, error) {
+	reg, err := registry.Open(store)
+	if err != nil {
+		return nil, nil, err
+	}
+	exps, err := interleave.OpenExperiments(store)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := retrain.Bootstrap(reg, cfg.Rerank.ModelPath, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	pc, err := pluginclient.Start(ctx, pluginclient.Options{
+		PluginPath: cfg.Rerank.PluginPath, ModelPath: v.Checkpoint, ModelVersion: v.ID,
+		Device: cfg.Rerank.Device, Threads: cfg.Rerank.Threads, MaxLength: cfg.Rerank.MaxLength, Log: logger,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("start the reranker with version %s (unset rerank.model_path to serve BM25 only): %w", v.ID, err)
+	}
+	ctrl, err := retrain.New(ctx, retrain.Options{Config: cfg, Index: ix, Log: store, Registry: reg, Experiments: exps, Plugin: pc, Logger: logger})
+	if err != nil {
+		pc.Close()
+		return nil, nil, err
+	}
+	logger.Info("reranker serving", "version", v.ID, "checkpoint", v.Checkpoint)
+	return pc, ctrl, nil
 }

@@ -49,23 +49,31 @@ type SearchHit struct {
 	Rank       int           `json:"rank"` // final, 1-based, across pages
 	BM25Score  float64       `json:"bm25_score"`
 	BM25Rank   int           `json:"bm25_rank"`
-	// RerankScore is set when the reranker scored this hit.
+	// RerankScore is set when the reranker scored this hit (not in an
+	// interleaved search, whose hits two versions scored).
 	RerankScore *float64 `json:"rerank_score,omitempty"`
+	// Team is, in an interleaved search, who contributed the hit: control,
+	// treatment or shared (both rankings placed it next).
+	Team string `json:"team,omitempty"`
 }
 
 // SearchResponse answers /search.
 type SearchResponse struct {
-	SearchID     string      `json:"search_id"`
-	Query        string      `json:"query"`
-	Total        int         `json:"total"`
-	From         int         `json:"from"`
-	Size         int         `json:"size"`
-	K            int         `json:"k"`
-	Reranked     bool        `json:"reranked"`
-	ModelVersion string      `json:"model_version,omitempty"`
-	Logged       bool        `json:"logged"` // clicks on this search can be recorded
-	TookMS       float64     `json:"took_ms"`
-	Hits         []SearchHit `json:"hits"`
+	SearchID string `json:"search_id"`
+	Query    string `json:"query"`
+	Total    int    `json:"total"`
+	From     int    `json:"from"`
+	Size     int    `json:"size"`
+	K        int    `json:"k"`
+	Reranked bool   `json:"reranked"`
+	// ModelVersion is the one model version that ranked the hits; absent in
+	// BM25 order and in an interleaved search (Experiment names both).
+	ModelVersion string `json:"model_version,omitempty"`
+	// Experiment is set when the search took part in an experiment.
+	Experiment *SearchExperiment `json:"experiment,omitempty"`
+	Logged     bool              `json:"logged"` // clicks on this search can be recorded
+	TookMS     float64           `json:"took_ms"`
+	Hits       []SearchHit       `json:"hits"`
 }
 
 func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) {
@@ -191,10 +199,11 @@ func (s *Server) search(ctx context.Context, p params) (*SearchResponse, error) 
 	}
 
 	resp := &SearchResponse{SearchID: newID(), Query: p.query, Total: total, From: p.from, Size: p.size, K: p.k, Hits: []SearchHit{}}
-	var scores map[string]float64
+	var rk ranked
 	if rerank && len(hits) > 0 {
-		hits, scores, resp.ModelVersion = s.rerank(ctx, p.query, hits, min(p.k, len(hits)))
-		resp.Reranked = scores != nil
+		rk = s.rankStage(ctx, p, resp.SearchID, hits, min(p.k, len(hits)))
+		hits, resp.ModelVersion, resp.Experiment = rk.hits, rk.version, rk.experiment
+		resp.Reranked = rk.scores != nil || rk.teams != nil
 	}
 	s.metrics.searches.WithLabelValues(strconv.FormatBool(resp.Reranked)).Inc()
 	if rerank {
@@ -210,9 +219,12 @@ func (s *Server) search(ctx context.Context, p params) (*SearchResponse, error) 
 			hit.Highlights = []search.Span{}
 		}
 		shown[i] = clicklog.Shown{DocID: h.ID, Position: hit.Rank, BM25: h.Score}
-		if sc, ok := scores[h.ID]; ok {
+		if sc, ok := rk.scores[h.ID]; ok {
 			hit.RerankScore = &sc
 			shown[i].Rerank, shown[i].HasRerank = sc, true
+		}
+		if t, ok := rk.teams[h.ID]; ok {
+			hit.Team, shown[i].Team = string(t), string(t)
 		}
 		resp.Hits = append(resp.Hits, hit)
 	}
@@ -220,17 +232,18 @@ func (s *Server) search(ctx context.Context, p params) (*SearchResponse, error) 
 	if s.log != nil {
 		resp.Logged = s.logSearch(ctx, clicklog.Impression{
 			SearchID: resp.SearchID, Time: start, Query: p.query, UserID: p.user, SessionID: p.session,
-			ModelVersion: resp.ModelVersion, Reranked: resp.Reranked, Results: shown,
+			ModelVersion: resp.ModelVersion, Arm: rk.arm, Reranked: resp.Reranked, Results: shown,
 		})
 	}
 	resp.TookMS = float64(time.Since(start).Microseconds()) / 1000
 	return resp, nil
 }
 
-// rerank orders the first window hits by the reranker's scores (ties keep
-// BM25 order) and leaves the rest in BM25 order. On any failure it returns
-// hits unchanged and nil scores: the search still answers.
-func (s *Server) rerank(ctx context.Context, query string, hits []search.Hit, window int) ([]search.Hit, map[string]float64, string) {
+// rerank orders the first window hits by the scores of model (empty: the
+// serving version; ties keep BM25 order) and leaves the rest in BM25 order.
+// On any failure it returns hits unchanged and nil scores: the search still
+// answers.
+func (s *Server) rerank(ctx context.Context, query string, hits []search.Hit, window int, model string) ([]search.Hit, map[string]float64, string) {
 	t := time.Now()
 	defer s.metrics.observeStage("rerank", t)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Rerank.Deadline)
@@ -239,7 +252,7 @@ func (s *Server) rerank(ctx context.Context, query string, hits []search.Hit, wi
 	for i, h := range hits[:window] {
 		docs[i] = contract.Document{ID: h.ID, Text: docText(h.Title, h.Text)}
 	}
-	res, err := s.reranker.Rerank(ctx, contract.RerankRequest{Query: query, Documents: docs})
+	res, err := s.reranker.Rerank(ctx, contract.RerankRequest{Query: query, Documents: docs, Model: model})
 	if err == nil && len(res.Scores) != window {
 		err = errBadResponse
 	}

@@ -1,7 +1,8 @@
 // Package server is the host's HTTP surface: search (BM25, then the reranker
 // when one answers within its deadline), click logging, the web page, a
-// Cohere-style /v1/rerank, document admin, health and Prometheus metrics.
-// Every error is a JSON object {"error": "..."} with a 4xx or 5xx status.
+// Cohere-style /v1/rerank, document admin, the closed loop's admin
+// endpoints (retrain, swap, rollback, experiments) and its /models page,
+// health and Prometheus metrics. Every error is a JSON object {"error": "..."} with a 4xx or 5xx status.
 package server
 
 import (
@@ -24,6 +25,7 @@ import (
 
 	"github.com/rerankloop/rerank/configs"
 	"github.com/rerankloop/rerank/host/clicklog"
+	"github.com/rerankloop/rerank/host/retrain"
 	"github.com/rerankloop/rerank/host/search"
 	"github.com/rerankloop/rerank/plugin/contract"
 )
@@ -39,6 +41,9 @@ type Options struct {
 	Config  configs.Config
 	Logger  *slog.Logger
 	Metrics *Metrics // nil: a fresh set
+	// Loop retrains, swaps and runs experiments (admin endpoints, /models);
+	// nil when no reranker is configured: those endpoints answer 503.
+	Loop *retrain.Controller
 }
 
 // Server serves the HTTP API. Create it with New.
@@ -51,6 +56,7 @@ type Server struct {
 	metrics  *Metrics
 	mux      *http.ServeMux
 	pending  sync.WaitGroup // impressions answered before their commit
+	loop     *retrain.Controller
 }
 
 // New builds a Server.
@@ -64,7 +70,7 @@ func New(o Options) (*Server, error) {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics()
 	}
-	s := &Server{ix: o.Index, reranker: o.Reranker, log: o.Log, cfg: o.Config, logger: o.Logger, metrics: o.Metrics, mux: http.NewServeMux()}
+	s := &Server{ix: o.Index, reranker: o.Reranker, log: o.Log, cfg: o.Config, logger: o.Logger, metrics: o.Metrics, mux: http.NewServeMux(), loop: o.Loop}
 	if rc, ok := o.Reranker.(restartCounter); ok {
 		s.metrics.watchRestarts(rc)
 	}
@@ -77,6 +83,7 @@ func New(o Options) (*Server, error) {
 	s.route("/v1/rerank", "v1_rerank", s.bearer(s.cfg.Rerank.APIKey, "rerank.api_key", false, s.handleCohereRerank), http.MethodPost)
 	s.route("/admin/docs", "admin_docs", s.bearer(s.cfg.AdminToken, "admin_token", true, s.handleAdminPut), http.MethodPost)
 	s.route("/admin/docs/{id...}", "admin_doc", s.bearer(s.cfg.AdminToken, "admin_token", true, s.handleAdminDoc), http.MethodPut, http.MethodDelete)
+	s.routeLoop()
 	s.route("/healthz", "healthz", s.handleHealthz, http.MethodGet)
 	s.route("/readyz", "readyz", s.handleReadyz, http.MethodGet)
 	metrics := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})

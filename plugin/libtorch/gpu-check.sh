@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CUDA check in one run on the GPU machine (NVIDIA H100/H200; python3 with
 # PyTorch 2.11 + CUDA 13; no registry, no Go): build the plugin against that
-# Python's libtorch, run the CUDA tests, benchmark, fine-tune briefly, print
+# Python's libtorch, run the CUDA tests, benchmark, fine-tune on SciFact, print
 # one table. See plugin/libtorch/GPU.md.
 #
 #   plugin/libtorch/gpu-check.sh --prepare   here (Go and the module proxy): packs what
@@ -14,7 +14,7 @@
 # GPU_CHECK_DEVICE (cuda; cpu rehearses the script where there is no GPU);
 # GPU_CHECK_BATCHES (8,16,32,64,128,256); GPU_CHECK_BENCHTIME (20x);
 # GPU_CHECK_BUILD_S (420: the build step's limit; the others' are fixed);
-# GPU_CHECK_FINETUNE_ARGS (replaces the fine-tune's training flags);
+# GPU_CHECK_FINETUNE_ARGS (flags for rerank finetune instead of --epochs 2);
 # GPU_CHECK_GOFLAGS (added to GOFLAGS).
 set -uo pipefail
 
@@ -126,6 +126,16 @@ prepare() {
 		echo "go: $have ($goroot)"
 		echo "modules: $(find "$stage/gomodcache" -name '*.ziphash' | wc -l)"
 	} >"$pack.new/MANIFEST"
+	# Offline, the packed cache must hold every package the run builds.
+	mkdir -p "$stage/check"
+	untar "$pack.new/gomodcache.tar.xz" "$stage/check" || die "unpacking the module cache failed"
+	for cgo in 1 0; do
+		pkgs=(./host/cmd/rerank)
+		((cgo)) && pkgs+=(./plugin/...)
+		GOMODCACHE=$stage/check GOPROXY=off GOSUMDB=off GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=$cgo \
+			go list -deps -test "${pkgs[@]}" >/dev/null || die "the packed module cache is incomplete (go list above)"
+	done
+	chmod -R u+w "$stage/check"
 	rm -rf "$pack" && mv "$pack.new" "$pack"
 
 	# The device tool carries at most 64 MiB: the working tree plus this.
@@ -197,6 +207,9 @@ run() {
 	} >&3 2>&1
 	command -v g++ >/dev/null || die "no g++: cgo needs it"
 	command -v make >/dev/null || die "no make"
+	if command -v dpkg-query >/dev/null && (($(dpkg-query -W -f='${Status}\n' g++ make 2>/dev/null | grep -c 'install ok installed') < 2)); then
+		say "warning: dpkg does not list g++ and make as installed: plugin/libtorch/setup.sh will try apt-get, which fails offline"
+	fi
 	gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 
 	# --- libtorch: the torch/ folder of python3's PyTorch ----------------------
@@ -209,6 +222,9 @@ run() {
 			print("TORCH_VARIANT=" + ".".join(torch.__version__.split("+")[0].split(".")[:2]))
 			print("TORCH_CUDA=" + shlex.quote(str(torch.version.cuda)))
 			print("PY_CUDA=" + shlex.quote(torch.cuda.get_device_name(0) if torch.cuda.is_available() else "unavailable"))
+			# where this process found the driver's libcuda.so.1
+			drv = [l.split()[-1] for l in open("/proc/self/maps") if "/libcuda.so" in l]
+			print("CUDA_DRIVER_DIR=" + shlex.quote(os.path.dirname(drv[0]) if drv else ""))
 		PY
 		) || die "$py cannot import torch (set PYTHON, or LIBTORCH and TORCH_VARIANT)"
 		eval "$probe"
@@ -217,13 +233,16 @@ run() {
 	say "libtorch: torch $TORCH_VERSION (CUDA $TORCH_CUDA) at $LIBTORCH; PyTorch sees: $PY_CUDA"
 	[[ -f $root/plugin/libtorch/compat-$TORCH_VARIANT.h ]] || die "no plugin/libtorch/compat-$TORCH_VARIANT.h for torch $TORCH_VERSION: make compat-header LIBTORCH=... TORCH_VARIANT=$TORCH_VARIANT (README.md)"
 	# The wheel's libraries find CUDA's (nvidia/*/lib beside torch/) through
-	# their RPATH; should that fail, point the loader there (logged).
-	if [[ -e $LIBTORCH/lib/libtorch_cuda.so ]] && ldd "$LIBTORCH/lib/libtorch_cuda.so" | grep -q 'not found'; then
+	# their RPATH, and the driver's libcuda.so.1 where the loader looks.
+	# Should either fail, point the loader where Python found them (logged).
+	local wheel_libs=("$LIBTORCH"/lib/lib{torch_cuda,caffe2_nvrtc}.so)
+	if [[ -e ${wheel_libs[0]} ]] && ldd "${wheel_libs[@]}" | grep -q 'not found'; then
 		local extra
 		extra=$(find "$LIBTORCH/../nvidia" -maxdepth 3 -type d -name lib 2>/dev/null | paste -sd:)
+		extra=${CUDA_DRIVER_DIR:-}${CUDA_DRIVER_DIR:+${extra:+:}}$extra
 		export LD_LIBRARY_PATH=$extra${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-		say "libtorch_cuda's CUDA libraries not found through its RPATH: LD_LIBRARY_PATH=$extra"
-		ldd "$LIBTORCH/lib/libtorch_cuda.so" | grep 'not found' >&3
+		say "libraries of libtorch_cuda or libcaffe2_nvrtc not found: LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+		ldd "${wheel_libs[@]}" | grep 'not found' >&3
 	fi
 
 	# --- Go: the carried toolchain and module cache, offline ----------------------
@@ -235,9 +254,12 @@ run() {
 	elif ! command -v go >/dev/null; then
 		die "no Go here and no .build/gpu: run 'plugin/libtorch/gpu-check.sh --prepare' on the dev machine and carry .build/gpu"
 	fi
-	export GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false ${GPU_CHECK_GOFLAGS:-}"
+	# --allow-shlib-undefined: the linker need not resolve what the wheel's
+	# libraries take from CUDA's (cuBLAS, cuDNN, NCCL, the driver's libcuda);
+	# at run time the loader finds them through their RPATH, as for Python.
+	export GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false -ldflags=-extldflags=-Wl,--allow-shlib-undefined ${GPU_CHECK_GOFLAGS:-}"
 	[[ -n ${HOME:-} ]] || export GOCACHE=$unpacked/gocache
-	say "$(go version), GOMODCACHE=$(go env GOMODCACHE), GOPROXY=$(go env GOPROXY)"
+	say "$(go version) at $(command -v go), GOMODCACHE=$(go env GOMODCACHE), GOPROXY=$(go env GOPROXY)"
 	[[ -f $pack/MANIFEST ]] && cat "$pack/MANIFEST" >&3
 
 	# --- 1. build ------------------------------------------------------------------
@@ -248,6 +270,7 @@ run() {
 			ldd "$root/bin/rerank-plugin"
 		} >>"$out/build.log" 2>&1
 		grep -q 'libtorch_cuda.so' <(ldd "$root/bin/rerank-plugin") || say "warning: bin/rerank-plugin does not load libtorch_cuda.so: CUDA will be unavailable"
+		grep 'not found' <(ldd "$root/bin/rerank-plugin") >&2 && say "warning: libraries of bin/rerank-plugin not found (build.log)"
 	fi
 	eval "$(make -s -C "$root" env "${mk[@]}")"
 
@@ -300,7 +323,7 @@ finetune() {
 	# shellcheck disable=SC2086 # GPU_CHECK_FINETUNE_ARGS is a list of flags
 	step finetune 300 "$root/bin/rerank" finetune --model "$base" --train "$unpacked/scifact" --out "$ftout" \
 		--device "$device" ${GPU_CHECK_FINETUNE_ARGS:---epochs 2}
-	[[ -f $ftout/training_report.json ]] && ft_report=$ftout/training_report.json
+	ft_report=$ftout/training_report.json
 }
 
 # The table: steps, parity, throughput, latency, fine-tune, anchors.
@@ -316,9 +339,10 @@ report() {
 	done
 	if [[ -f $out/test.log ]]; then
 		echo
-		echo "Parity on the 252 pairs of plugin/testdata/parity (bound 1e-3):"
+		echo "Parity on the 252 pairs of plugin/testdata/parity (GPU vs CPU and GPU vs transformers: bound 1e-3; tiny, CPU vs transformers: 1e-4):"
+		echo
 		grep -hoE '(tiny|tiny-ce [^:]*|minilm-sized [^:]*): [0-9]+ pairs, max \|difference\| [^ ]+' "$out/test.log" | sed 's/^/- /'
-		grep -hE -- '--- (FAIL|SKIP)' "$out/test.log" | sed 's/^ */- /'
+		grep -hE -- '--- (FAIL|SKIP)' "$out/test.log" | sed -E 's/^ *--- (FAIL|SKIP): ([^ ]+).*/- \1 \2/'
 	fi
 	if [[ -f $out/bench.log ]]; then
 		echo
@@ -330,27 +354,45 @@ report() {
 			split($1, p, "/"); sub("len=", "", p[2]); sub("batch=", "", p[3]); sub("-[0-9]+$", "", p[3])
 			for (i = 2; i <= NF; i++) { if ($i == "pairs/s") r = $(i-1); if ($i == "GFLOP/s") g = $(i-1) }
 			printf "| %s | %s | %.0f | %.0f |\n", p[2], p[3], r, g }' "$out/bench.log"
-		echo
-		echo "One search's rerank stage (BenchmarkRerankLatency: one query, N abstracts, batch 32):"
-		echo
-		echo "| max_length | documents | ms |"
-		echo "|---|---|---|"
-		awk '$1 ~ /^BenchmarkRerankLatency\// {
-			split($1, p, "/"); sub("len=", "", p[2]); sub("docs=", "", p[3]); sub("-[0-9]+$", "", p[3])
-			for (i = 2; i <= NF; i++) if ($i == "ns/op") ms = $(i-1) / 1e6
-			printf "| %s | %s | %.1f |\n", p[2], p[3], ms }' "$out/bench.log"
+		if grep -q '^BenchmarkRerankLatency/' "$out/bench.log"; then
+			echo
+			echo "One search's rerank stage (BenchmarkRerankLatency: one query, N abstracts, batch 32):"
+			echo
+			echo "| max_length | documents | ms |"
+			echo "|---|---|---|"
+			awk '$1 ~ /^BenchmarkRerankLatency\// {
+				split($1, p, "/"); sub("len=", "", p[2]); sub("docs=", "", p[3]); sub("-[0-9]+$", "", p[3])
+				for (i = 2; i <= NF; i++) if ($i == "ns/op") ms = $(i-1) / 1e6
+				printf "| %s | %s | %.1f |\n", p[2], p[3], ms }' "$out/bench.log"
+		fi
 	fi
 	if [[ -n ${ft_report:-} ]]; then
 		echo
-		python3 - "$ft_report" "${secs[finetune]:-0}" <<-'PY'
-			import json, sys
-			r = json.load(open(sys.argv[1]))
-			s, t = r.get("steps", 0), r.get("train_seconds", 0) or float("nan")
-			d = r.get("data", {})
-			print(f"Fine-tune on SciFact train ({d.get('train_pairs')} pairs, {d.get('validation_queries')} validation queries): "
-			      f"{s} of {r.get('total_steps')} steps in {t:.1f} s of training = {s / t:.2f} steps/s, "
-			      f"{r.get('pairs_per_second', 0):.1f} pairs/s; {sys.argv[2]} s for the whole command "
-			      f"(data, BM25 index, evaluations); stopped: {r.get('stopped')}.")
+		python3 - "$ft_report" "$out/finetune.log" "${secs[finetune]:-0}" <<-'PY'
+			import json, os, re, sys
+			report, log, wall = sys.argv[1:]
+			if os.path.exists(report):
+			    r = json.load(open(report))
+			    s, t, d = r.get("steps", 0), r.get("train_seconds") or float("nan"), r.get("data", {})
+			    print(f"Fine-tune on SciFact train ({d.get('train_pairs')} pairs, {d.get('validation_queries')} validation queries): "
+			          f"{s} of {r.get('total_steps')} steps in {t:.1f} s of training = {s / t:.2f} steps/s, "
+			          f"{r.get('pairs_per_second', 0):.1f} pairs/s; {wall} s for the whole command "
+			          f"(data, BM25 index, evaluations); stopped: {r.get('stopped')}.")
+			    sys.exit()
+			# No report (stopped by the time limit): the last validation line's
+			# ETA is the remaining steps at the training speed so far.
+			last = None
+			for m in re.finditer(r"step (\d+)/(\d+),.*?eta ([0-9hms.µ]+)\]", open(log, errors="replace").read()):
+			    if int(m[1]) > 0:
+			        last = m
+			if last is None:
+			    print(f"Fine-tune: no training_report.json and no validation line with an ETA ({wall} s; see finetune.log).")
+			    sys.exit()
+			units = {"h": 3600, "m": 60, "s": 1, "ms": 1e-3, "µs": 1e-6}
+			eta = sum(float(v) * units[u] for v, u in re.findall(r"([0-9.]+)(h|ms|µs|m|s)", last[3]))
+			step, total = int(last[1]), int(last[2])
+			rate = f"{(total - step) / eta:.2f} steps/s from its ETA" if eta > 0 else "steps/s unknown"
+			print(f"Fine-tune stopped by the time limit after {wall} s: step {step} of {total} validated, {rate}.")
 		PY
 	fi
 	echo

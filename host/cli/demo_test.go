@@ -1,0 +1,73 @@
+package cli
+
+import (
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/rerankloop/rerank/host/clicklog"
+	"github.com/rerankloop/rerank/host/interleave"
+	"github.com/rerankloop/rerank/host/registry"
+)
+
+// TestDemoCommand runs `rerank demo` small, with the tiny model: the whole
+// loop (index, base model, host, simulated users, retrain, gate, swap or
+// keep, interleaving experiment) in CI.
+func TestDemoCommand(t *testing.T) {
+	plugin := buildPlugin(t)
+	dir := filepath.Join(t.TempDir(), "demo")
+	out, err := evalCLI(t, "demo", "--tiny", "--dir", dir, "--dataset", scifactSample, "--plugin", plugin,
+		"--max-length", "64", "--users", "10", "--searches", "120", "--experiment-searches", "100", "--experiment-chunk", "50", "--experiment-min", "30")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	t.Log(out)
+	for _, want := range []string{
+		"== 1. index the corpus", "base model: a tiny model (--tiny), trained first", "host at http://127.0.0.1:",
+		"100 queries: BM25 0.7717, base v1", "120 searches by 10 users", "POST /admin/retrain started",
+		"fine-tuning v1 on", "evaluating v2 against v1 on 100 held-out queries", "started e1: every search reranked by v1 and v2",
+		"== summary", "before: base v1", "after: retrained v2", "interleaving v1 vs v2: ", "wall time",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the demo's output lacks %q", want)
+		}
+	}
+	swapped := strings.Contains(out, "-> v2 swapped in")
+	if !swapped && !strings.Contains(out, "-> kept v1 serving") {
+		t.Fatal("the summary says neither swapped nor kept")
+	}
+	if !regexp.MustCompile(`BM25 alone\s+0\.7717`).MatchString(out) {
+		t.Error("the summary lacks BM25's NDCG@10")
+	}
+
+	// The registry and the experiment store record what the demo printed.
+	store, err := clicklog.Open(filepath.Join(dir, "data"), clicklog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	reg, err := registry.Open(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := reg.Get("v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serving, _, _ := reg.Serving()
+	d, _ := v2.GateDecision()
+	// A search is answered a few milliseconds before its impression is
+	// committed: the export right after the users may miss the last ones.
+	if v2.Parent != "v1" || v2.Data.Searches < 110 || v2.Data.Searches > 120 || d == nil || d.Accepted != swapped || (serving.ID == "v2") != swapped {
+		t.Fatalf("registry after the demo: v2 %+v, serving %s, decision %+v", v2, serving.ID, d)
+	}
+	exps, err := interleave.OpenExperiments(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := exps.Get("e1")
+	if err != nil || e.Status != interleave.Stopped || e.Result == nil || e.Result.Interleave.Searches < 90 || e.Result.Interleave.Searches > 100 {
+		t.Fatalf("experiment after the demo: %+v %v", e, err)
+	}
+}
