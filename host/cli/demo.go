@@ -408,7 +408,9 @@ func (d *demo) config(dir, indexDir, base string) (configs.Config, error) {
 	r := &cfg.Retrain
 	r.Judgments, r.JudgmentsSplit, r.EvalDepth, r.EvalQueries = o.dataset, "test", o.evalDepth, o.evalQueries
 	r.MinClicks, r.MaxPairs, r.Epochs, r.MaxLength, r.LearningRate, r.Seed = 20, o.maxPairs, o.epochs, o.trainMaxLength, o.lr, o.seed
-	r.ValidationQueries, r.EvalSteps = 10, 1_000_000 // validate at the start and at each epoch's end only
+	// The gate judges on the test split, so most click queries can train;
+	// the trainer validates on 10 held-out ones at the start and each epoch's end.
+	r.HoldoutFraction, r.ValidationQueries, r.EvalSteps = 0.1, 10, 1_000_000
 	if o.tiny || strings.Contains(base, "tiny") {
 		r.LearningRate, r.MaxLength = 1e-3, 128
 	}
@@ -455,6 +457,7 @@ func (d *demo) experiment(ctx context.Context, admin *adminClient, host, cand st
 		// A search is answered just before its impression commits: give the
 		// tally a moment to hold them all.
 		for wait := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			v = retrain.ExperimentView{} // a stopped experiment's answer has no live tally
 			if err := admin.call(ctx, http.MethodGet, "/admin/experiments/"+e.ID, nil, &v); err != nil {
 				return v, err
 			}
@@ -476,6 +479,7 @@ func (d *demo) experiment(ctx context.Context, admin *adminClient, host, cand st
 	}
 	if v.Status == interleave.Running {
 		reason := fmt.Sprintf("the demo's %d searches are done", d.o.expSearches)
+		v = retrain.ExperimentView{}
 		if err := admin.call(ctx, http.MethodPost, "/admin/experiments/"+e.ID+"/stop", map[string]string{"reason": reason}, &v); err != nil {
 			return v, err
 		}

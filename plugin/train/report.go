@@ -118,7 +118,7 @@ func (t *trainer) card() string {
 		}
 		p("\n\n")
 	}
-	p("**Stopped:** %s: %s\n\n", r.Stopped, r.Message)
+	p("**Stopped** (%s): %s\n\n", r.Stopped, r.Message)
 	if len(r.InitialisedHead) > 0 {
 		p("The base was a plain encoder: its classification head (%s) was initialised from seed %d.\n\n", strings.Join(r.InitialisedHead, ", "), c.Seed)
 	}
