@@ -30,14 +30,14 @@ const EnvPrefix = "RERANK"
 // Config is the whole configuration. Load returns it by value; nothing reads
 // viper after that.
 type Config struct {
-	Listen     string   `mapstructure:"listen"`
-	DataDir    string   `mapstructure:"data_dir"`
-	IndexDir   string   `mapstructure:"index_dir"`
-	AdminToken string   `mapstructure:"admin_token"`
-	Log        Log      `mapstructure:"log"`
-	HTTP       HTTP     `mapstructure:"http"`
-	Search     Search   `mapstructure:"search"`
-	BM25       BM25     `mapstructure:"bm25"`
+	Listen     string     `mapstructure:"listen"`
+	DataDir    string     `mapstructure:"data_dir"`
+	IndexDir   string     `mapstructure:"index_dir"`
+	AdminToken string     `mapstructure:"admin_token"`
+	Log        Log        `mapstructure:"log"`
+	HTTP       HTTP       `mapstructure:"http"`
+	Search     Search     `mapstructure:"search"`
+	BM25       BM25       `mapstructure:"bm25"`
 	Rerank     Rerank     `mapstructure:"rerank"`
 	ClickLog   ClickLog   `mapstructure:"clicklog"`
 	Retrain    Retrain    `mapstructure:"retrain"`

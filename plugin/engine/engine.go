@@ -241,19 +241,11 @@ func (e *Engine) score(l *loaded, pairs []pair) error {
 	sort.SliceStable(pairs, func(i, j int) bool { return len(pairs[i].enc.IDs) > len(pairs[j].enc.IDs) })
 	for start := 0; start < len(pairs); start += e.opts.BatchSize {
 		chunk := pairs[start:min(start+e.opts.BatchSize, len(pairs))]
-		b := bert.Batch{Size: len(chunk), Len: len(chunk[0].enc.IDs)}
-		b.IDs = make([]int64, b.Size*b.Len)
-		b.TypeIDs = make([]int64, b.Size*b.Len)
-		pad := l.tok.PadID()
+		encs := make([]tokenize.Pair, len(chunk))
 		for i, p := range chunk {
-			row := b.IDs[i*b.Len : (i+1)*b.Len]
-			copy(row, p.enc.IDs)
-			for j := len(p.enc.IDs); j < b.Len; j++ {
-				row[j] = pad
-			}
-			copy(b.TypeIDs[i*b.Len:], p.enc.TypeIDs)
-			b.Lengths = append(b.Lengths, len(p.enc.IDs))
+			encs[i] = p.enc
 		}
+		b := bert.NewBatch(encs, l.tok.PadID())
 		logits, err := l.model.Forward(b, false)
 		if err != nil {
 			return err
@@ -454,7 +446,7 @@ func warm(m *bert.Model, tok *tokenize.Encoder) error {
 	if err != nil {
 		return err
 	}
-	logits, err := m.Forward(bert.Batch{Size: 1, Len: len(p.IDs), IDs: p.IDs, TypeIDs: p.TypeIDs, Lengths: []int{len(p.IDs)}}, false)
+	logits, err := m.Forward(bert.NewBatch([]tokenize.Pair{p}, tok.PadID()), false)
 	if err != nil {
 		return err
 	}
