@@ -304,7 +304,7 @@ func TestRetrainFromClicks(t *testing.T) {
 	if h.call(http.MethodGet, "/admin/retrain", nil, &got); got.ID != st.ID || got.State != retrain.StateDone || got.Training == nil || got.Training.TotalSteps == 0 || got.Training.Step != got.Training.TotalSteps {
 		t.Fatalf("GET /admin/retrain: %+v", got)
 	}
-	for _, want := range []string{"exporting the searches", "fine-tuning v1", "trainer: gotch", "evaluating v2 against v1", "gate: "} {
+	for _, want := range []string{"exporting every search logged", "fine-tuning v1", "trainer: gotch", "evaluating v2 against v1", "gate: "} {
 		if !strings.Contains(strings.Join(got.Log, "\n"), want) {
 			t.Errorf("the run's log lacks %q:\n%s", want, strings.Join(got.Log, "\n"))
 		}
@@ -515,7 +515,7 @@ func TestInterleavingPicksTheBetterModel(t *testing.T) {
 	if code := h.call(http.MethodPost, "/admin/experiments", start, &e); code != http.StatusCreated {
 		t.Fatalf("start split: %d", code)
 	}
-	arms := map[string]bool{}
+	arms, armOf := map[string]bool{}, map[string]string{}
 	before := h.logged()
 	for _, u := range []string{"u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8"} {
 		r := h.search("aspirin heart attack", u)
@@ -527,7 +527,7 @@ func TestInterleavingPicksTheBetterModel(t *testing.T) {
 		if again := h.search("aspirin", u); again.Experiment.Arm != x.Arm {
 			t.Fatalf("user %s changed arm", u)
 		}
-		arms[x.Arm] = true
+		arms[x.Arm], armOf[u] = true, x.Arm
 	}
 	if len(arms) != 2 {
 		t.Fatalf("8 users all in one arm: %v", arms)
@@ -536,6 +536,17 @@ func TestInterleavingPicksTheBetterModel(t *testing.T) {
 	h.call(http.MethodGet, "/admin/experiments/current", nil, &v)
 	if s := v.Live.Split; s.Control.Searches+s.Treatment.Searches != 16 {
 		t.Fatalf("split tally %+v", s)
+	}
+	// A restarted host resumes the running experiment: v2, not serving, is
+	// loaded again and the users keep their arms.
+	h.close()
+	h = startHost(t, dir, cfg)
+	for _, u := range []string{"u1", "u2", "u3"} {
+		r := h.search("aspirin heart attack", u)
+		want := map[string]string{"control": "v1", "treatment": "v2"}[armOf[u]]
+		if r.Experiment == nil || r.Experiment.ID != e.ID || r.Experiment.Arm != armOf[u] || r.ModelVersion != want {
+			t.Fatalf("after a restart user %s (arm %s) got %+v (experiment %+v)", u, armOf[u], r, r.Experiment)
+		}
 	}
 	resp, err := http.Get(h.http.URL + "/models")
 	if err != nil {

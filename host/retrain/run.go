@@ -252,7 +252,11 @@ func (c *Controller) run(ctx context.Context, j *job) (*Outcome, error) {
 	if !since.IsZero() {
 		since = since.Add(-windowOverlap)
 	}
-	j.phase("export", "exporting the searches logged since %s (the end of serving version %s's data window)", timeOrStart(since), serving.ID)
+	if since.IsZero() {
+		j.phase("export", "exporting every search logged (serving version %s was not trained on this log)", serving.ID)
+	} else {
+		j.phase("export", "exporting the searches logged since %s (the end of serving version %s's data window, less %s)", since.Format(time.RFC3339), serving.ID, windowOverlap)
+	}
 	win, shown, err := c.exportWindow(ctx, since, until, filepath.Join(dir, exportFile))
 	if err != nil {
 		return nil, err
