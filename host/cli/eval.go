@@ -20,6 +20,7 @@ import (
 	"github.com/rerankloop/rerank/evalharness/runner"
 	"github.com/rerankloop/rerank/evalharness/trec"
 	"github.com/rerankloop/rerank/host/pluginclient"
+	"github.com/rerankloop/rerank/host/retrain"
 	"github.com/rerankloop/rerank/host/search"
 	"github.com/rerankloop/rerank/plugin/contract"
 )
@@ -158,7 +159,7 @@ func runEval(ctx context.Context, f evalFlags, stderr io.Writer) (*report.Result
 			if _, err := client.Load(ctx, contract.LoadRequest{Path: m.path, Version: m.role}); err != nil {
 				return nil, fmt.Errorf("load %s model %s: %w", m.role, m.path, err)
 			}
-			run, err := runner.Rerank(ctx, pool, pluginScorer{client, m.role}, m.role, stderr)
+			run, err := runner.Rerank(ctx, pool, retrain.ModelScorer{Reranker: client, Model: m.role}, m.role, stderr)
 			if err != nil {
 				return nil, err
 			}
@@ -208,7 +209,7 @@ func bm25Pool(ctx context.Context, f evalFlags, stderr io.Writer) (*runner.Pool,
 	}
 	defer cleanup()
 	name := fmt.Sprintf("bm25 (%s, k1 %g, b %g)", idx.Meta().Analyzer, f.k1, f.b)
-	pool, err := runner.Retrieve(ctx, queries, bm25Stage{idx}, f.depth, stderr)
+	pool, err := runner.Retrieve(ctx, queries, retrain.BM25Stage{Index: idx}, f.depth, stderr)
 	return pool, qrels, name, err
 }
 
@@ -254,47 +255,6 @@ func evalIndex(ctx context.Context, b *dataset.BEIR, f evalFlags, defaultAnalyze
 		return nil, nil, err
 	}
 	return idx, func() { idx.Close(); removeTmp() }, nil
-}
-
-// bm25Stage is the first stage over a bleve index; candidates carry the text a
-// cross-encoder is trained on (title and body joined as in training).
-type bm25Stage struct{ idx *search.Index }
-
-func (s bm25Stage) Search(ctx context.Context, query string, k int) ([]runner.Candidate, error) {
-	hits, _, err := s.idx.Search(ctx, query, k, 0)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]runner.Candidate, len(hits))
-	for i, h := range hits {
-		out[i] = runner.Candidate{ID: h.ID, Text: dataset.DocText(h.Title, h.Text), Score: h.Score}
-	}
-	return out, nil
-}
-
-// pluginScorer scores with one loaded model of the plugin, in requests of at
-// most scoreBatch documents (the plugin bounds a request's size).
-type pluginScorer struct {
-	r       contract.Reranker
-	version string
-}
-
-const scoreBatch = 256
-
-func (p pluginScorer) Score(ctx context.Context, query string, docs []runner.Candidate) ([]float32, error) {
-	out := make([]float32, 0, len(docs))
-	for start := 0; start < len(docs); start += scoreBatch {
-		req := contract.RerankRequest{Query: query, Model: p.version}
-		for _, d := range docs[start:min(len(docs), start+scoreBatch)] {
-			req.Documents = append(req.Documents, contract.Document{ID: d.ID, Text: d.Text})
-		}
-		resp, err := p.r.Rerank(ctx, req)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, resp.Scores...)
-	}
-	return out, nil
 }
 
 // writeFileWith creates path and fills it with write.

@@ -276,34 +276,14 @@ func finetuneIndex(ctx context.Context, f *finetuneFlags, stdout, stderr io.Writ
 	return dir, cleanup, nil
 }
 
-// docTable sends each document text once; pairs and candidates refer to it
-// by index.
-type docTable struct {
-	docs []contract.Document
-	at   map[[2]string]int
-}
-
-func (t *docTable) add(id, text string) int {
-	k := [2]string{id, text}
-	if i, ok := t.at[k]; ok {
-		return i
-	}
-	if t.at == nil {
-		t.at = map[[2]string]int{}
-	}
-	t.at[k] = len(t.docs)
-	t.docs = append(t.docs, contract.Document{ID: id, Text: text})
-	return len(t.docs) - 1
-}
-
 // finetuneRequest turns the prepared pairs into the plugin's request, with
 // each validation query's candidates: BM25's top --eval-depth when there is
 // an index, else the query's judged documents.
 func finetuneRequest(ctx context.Context, f finetuneFlags, data *trainset.Result, indexDir string, stdout io.Writer) (contract.FinetuneRequest, error) {
 	req := contract.FinetuneRequest{BaseModel: f.model, OutDir: f.out, Resume: f.resume, Config: f.train}
-	var docs docTable
+	var docs contract.DocTable
 	for _, p := range data.Train {
-		req.Train = append(req.Train, contract.TrainPair{QueryID: p.QueryID, Query: p.Query, Doc: docs.add(p.DocID, p.Text), Label: p.Label, Weight: p.Weight})
+		req.Train = append(req.Train, contract.TrainPair{QueryID: p.QueryID, Query: p.Query, Doc: docs.Add(p.DocID, p.Text), Label: p.Label, Weight: p.Weight})
 	}
 	// Validation queries in first-seen order, with their judgments.
 	type vq struct {
@@ -358,15 +338,15 @@ func finetuneRequest(ctx context.Context, f finetuneFlags, data *trainset.Result
 				return req, err
 			}
 			for _, h := range hits {
-				v.q.Candidates = append(v.q.Candidates, docs.add(h.ID, dataset.DocText(h.Title, h.Text)))
+				v.q.Candidates = append(v.q.Candidates, docs.Add(h.ID, dataset.DocText(h.Title, h.Text)))
 			}
 		} else {
 			for _, p := range v.judged {
-				v.q.Candidates = append(v.q.Candidates, docs.add(p.DocID, p.Text))
+				v.q.Candidates = append(v.q.Candidates, docs.Add(p.DocID, p.Text))
 			}
 		}
 		for _, c := range v.q.Candidates {
-			if v.q.Judged[docs.docs[c].ID] > 0 {
+			if v.q.Judged[docs.Docs[c].ID] > 0 {
 				withRelevant++
 				break
 			}
@@ -381,7 +361,7 @@ func finetuneRequest(ctx context.Context, f finetuneFlags, data *trainset.Result
 	} else {
 		fmt.Fprintf(stdout, "validation: %d queries, each reranking its judged documents (no BM25 index)\n", len(order))
 	}
-	req.Docs = docs.docs
+	req.Docs = docs.Docs
 	req.DataSource = dataSource(f, data.Report)
 	rep, err := json.Marshal(data.Report)
 	if err != nil {

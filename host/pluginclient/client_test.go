@@ -85,14 +85,10 @@ func TestChecksumMismatchIsRefused(t *testing.T) {
 	}
 }
 
-// TestKilledPluginIsRestarted kills the plugin with SIGKILL under concurrent
-// load: every call either succeeds or fails with an error (none hangs or is
-// lost), the client notices within a second, and calls succeed again after
-// the restart with the model reloaded.
-func TestKilledPluginIsRestarted(t *testing.T) {
-	c := start(t, Options{ModelPath: "../../plugin/testdata/tiny-ce", ModelVersion: "tiny", CallTimeout: 5 * time.Second})
-	var ok, failed, unavailable atomic.Int64
-	stop := make(chan struct{})
+// load reranks from 4 goroutines until the returned stop is called (which
+// waits for them); record gets each call's start time, response and error.
+func load(c *Client, timeout time.Duration, record func(started time.Time, resp contract.RerankResponse, err error)) (stop func()) {
+	done := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := 0; w < 4; w++ {
 		wg.Add(1)
@@ -100,23 +96,39 @@ func TestKilledPluginIsRestarted(t *testing.T) {
 			defer wg.Done()
 			for {
 				select {
-				case <-stop:
+				case <-done:
 					return
 				default:
 				}
-				_, err := c.Rerank(context.Background(), contract.RerankRequest{Query: "aspirin", Documents: docs})
-				switch {
-				case err == nil:
-					ok.Add(1)
-				case errors.Is(err, contract.ErrUnavailable):
-					unavailable.Add(1)
-					time.Sleep(5 * time.Millisecond)
-				default:
-					failed.Add(1)
-				}
+				started := time.Now()
+				ctx, cancel := context.WithTimeout(context.Background(), timeout)
+				resp, err := c.Rerank(ctx, contract.RerankRequest{Query: "aspirin", Documents: docs})
+				cancel()
+				record(started, resp, err)
 			}
 		}()
 	}
+	return func() { close(done); wg.Wait() }
+}
+
+// TestKilledPluginIsRestarted kills the plugin with SIGKILL under concurrent
+// load: every call either succeeds or fails with an error (none hangs or is
+// lost), the client notices within a second, and calls succeed again after
+// the restart with the model reloaded.
+func TestKilledPluginIsRestarted(t *testing.T) {
+	c := start(t, Options{ModelPath: "../../plugin/testdata/tiny-ce", ModelVersion: "tiny", CallTimeout: 5 * time.Second})
+	var ok, failed, unavailable atomic.Int64
+	stop := load(c, 5*time.Second, func(_ time.Time, _ contract.RerankResponse, err error) {
+		switch {
+		case err == nil:
+			ok.Add(1)
+		case errors.Is(err, contract.ErrUnavailable):
+			unavailable.Add(1)
+			time.Sleep(5 * time.Millisecond)
+		default:
+			failed.Add(1)
+		}
+	})
 	time.Sleep(300 * time.Millisecond)
 	pid := c.pid()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
@@ -134,8 +146,7 @@ func TestKilledPluginIsRestarted(t *testing.T) {
 	if noticed.IsZero() || noticed.Sub(killed) > time.Second {
 		t.Errorf("crash noticed %v after the kill, want under 1 s", noticed.Sub(killed))
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	resp, err := c.Rerank(context.Background(), contract.RerankRequest{Query: "aspirin", Documents: docs})
 	if err != nil || resp.ModelVersion != "tiny" {
 		t.Fatalf("after restart: %+v, %v", resp, err)

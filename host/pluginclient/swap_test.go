@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -33,51 +34,28 @@ func TestSwapUnderLoadFailsNoSearch(t *testing.T) {
 		mu       sync.Mutex
 		versions = map[string]int{}
 		failures []error
-		swapped  = make(chan struct{})
 		afterOld int
+		swapped  atomic.Int64 // when Load returned, unix nanoseconds
 	)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				done := false
-				select {
-				case <-swapped:
-					done = true
-				default:
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-				resp, err := c.Rerank(ctx, contract.RerankRequest{Query: "aspirin", Documents: docs})
-				cancel()
-				mu.Lock()
-				if err != nil {
-					failures = append(failures, err)
-				} else {
-					versions[resp.ModelVersion]++
-					if done && resp.ModelVersion != "new" {
-						afterOld++
-					}
-				}
-				mu.Unlock()
-			}
-		}()
-	}
+	stop := load(c, 3*time.Second, func(started time.Time, resp contract.RerankResponse, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			failures = append(failures, err)
+			return
+		}
+		versions[resp.ModelVersion]++
+		if at := swapped.Load(); at != 0 && started.UnixNano() > at && resp.ModelVersion != "new" {
+			afterOld++
+		}
+	})
 	time.Sleep(200 * time.Millisecond)
 	if _, err := c.Load(context.Background(), contract.LoadRequest{Path: next, Version: "new", Serve: true}); err != nil {
 		t.Fatal(err)
 	}
-	close(swapped)
+	swapped.Store(time.Now().UnixNano())
 	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	stop()
 	t.Logf("responses by version: %v", versions)
 	if len(failures) > 0 {
 		t.Errorf("%d calls failed during the swap, first: %v", len(failures), failures[0])

@@ -252,34 +252,14 @@ func samplePairs(ps []pairs.Pair, n int, seed uint64) []pairs.Pair {
 	return out
 }
 
-// docTable sends each document text once; pairs and candidates refer to it
-// by index.
-type docTable struct {
-	docs []contract.Document
-	at   map[[2]string]int
-}
-
-func (t *docTable) add(id, text string) int {
-	k := [2]string{id, text}
-	if i, ok := t.at[k]; ok {
-		return i
-	}
-	if t.at == nil {
-		t.at = map[[2]string]int{}
-	}
-	t.at[k] = len(t.docs)
-	t.docs = append(t.docs, contract.Document{ID: id, Text: text})
-	return len(t.docs) - 1
-}
-
 // Request is the plugin's fine-tune request for prepared pairs: train, and
 // the validation queries of val with BM25's top depth from ix as their
 // candidates, judged by val's labels. report is the data preparation's report.
 func Request(ctx context.Context, ix *search.Index, train, val []pairs.Pair, depth int, base, out string, cfg contract.TrainConfig, source string, report any) (contract.FinetuneRequest, error) {
 	req := contract.FinetuneRequest{BaseModel: base, OutDir: out, Config: cfg, DataSource: source}
-	var docs docTable
+	var docs contract.DocTable
 	for _, tp := range train {
-		req.Train = append(req.Train, contract.TrainPair{QueryID: tp.QueryID, Query: tp.Query, Doc: docs.add(tp.DocID, tp.Text), Label: tp.Label, Weight: tp.Weight})
+		req.Train = append(req.Train, contract.TrainPair{QueryID: tp.QueryID, Query: tp.Query, Doc: docs.Add(tp.DocID, tp.Text), Label: tp.Label, Weight: tp.Weight})
 	}
 	byID := map[string]int{}
 	for _, vp := range val {
@@ -292,7 +272,7 @@ func Request(ctx context.Context, ix *search.Index, train, val []pairs.Pair, dep
 			}
 			q := contract.ValQuery{QueryID: id, Query: vp.Query, Judged: map[string]int{}}
 			for _, h := range hits {
-				q.Candidates = append(q.Candidates, docs.add(h.ID, dataset.DocText(h.Title, h.Text)))
+				q.Candidates = append(q.Candidates, docs.Add(h.ID, dataset.DocText(h.Title, h.Text)))
 			}
 			i = len(req.Validation)
 			byID[id] = i
@@ -300,7 +280,7 @@ func Request(ctx context.Context, ix *search.Index, train, val []pairs.Pair, dep
 		}
 		req.Validation[i].Judged[vp.DocID] = int(math.Round(vp.Label))
 	}
-	req.Docs = docs.docs
+	req.Docs = docs.Docs
 	rep, err := json.Marshal(report)
 	if err != nil {
 		return req, err

@@ -139,3 +139,24 @@ var (
 	// ErrNoTrainer: the plugin was built without fine-tuning.
 	ErrNoTrainer = errors.New("the plugin does not fine-tune")
 )
+
+// DocTable collects a FinetuneRequest's Docs: each (id, text) is sent once,
+// and pairs and candidates refer to it by index.
+type DocTable struct {
+	Docs []Document
+	at   map[[2]string]int
+}
+
+// Add returns the index of (id, text), adding it if new.
+func (t *DocTable) Add(id, text string) int {
+	k := [2]string{id, text}
+	if i, ok := t.at[k]; ok {
+		return i
+	}
+	if t.at == nil {
+		t.at = map[[2]string]int{}
+	}
+	t.at[k] = len(t.Docs)
+	t.Docs = append(t.Docs, Document{ID: id, Text: text})
+	return len(t.Docs) - 1
+}

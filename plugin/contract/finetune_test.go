@@ -29,3 +29,11 @@ func TestFinetuneMessagesRoundTrip(t *testing.T) {
 		t.Errorf("result\n%+v\nbecame\n%+v", r, got)
 	}
 }
+
+func TestDocTableSendsEachDocumentOnce(t *testing.T) {
+	var d DocTable
+	a, b, a2, c := d.Add("1", "x"), d.Add("2", "y"), d.Add("1", "x"), d.Add("1", "other text")
+	if a != 0 || b != 1 || a2 != 0 || c != 2 || len(d.Docs) != 3 {
+		t.Fatalf("indexes %d %d %d %d, docs %v", a, b, a2, c, d.Docs)
+	}
+}
