@@ -28,6 +28,8 @@ if [[ -z ${LIBTORCH:-} ]]; then
 fi
 missing=()
 for p in "${packages[@]}"; do
+	# A compiler outside dpkg (the GPU image's, say) will do.
+	[[ $p == g++ || $p == make ]] && command -v "$p" >/dev/null && continue
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if ((${#missing[@]})); then
