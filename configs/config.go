@@ -122,6 +122,8 @@ type Retrain struct {
 
 	GateMargin float64 `mapstructure:"gate_margin"`
 	GateAlpha  float64 `mapstructure:"gate_alpha"`
+	// GateBM25Floor rejects candidates below BM25 alone (evalharness/gate).
+	GateBM25Floor bool `mapstructure:"gate_bm25_floor"`
 }
 
 // ModelsPath is where retraining writes checkpoints: retrain.models_dir, or

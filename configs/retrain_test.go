@@ -14,7 +14,7 @@ func TestRetrainAndExperimentSettings(t *testing.T) {
 	}
 	r := c.Retrain
 	if r.EveryClicks != 0 || r.Every != 0 || r.CheckInterval != time.Minute || r.ClickLabels != "graded" || r.LearningRate != 3e-5 ||
-		r.GateMargin != 0.005 || r.GateAlpha != 0.05 || c.Experiment.MinSearches != 100 || !c.Experiment.AutoStop {
+		r.GateMargin != 0.005 || r.GateAlpha != 0.05 || !r.GateBM25Floor || c.Experiment.MinSearches != 100 || !c.Experiment.AutoStop {
 		t.Fatalf("defaults differ from rerank.yaml: %+v %+v", r, c.Experiment)
 	}
 	if c.ModelsPath() != "data/models" {

@@ -102,8 +102,19 @@ func TestRejectsWorseThanBM25(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Accepted || !strings.Contains(d.Reason, "BM25") {
-		t.Fatalf("accepted a candidate worse than BM25: %s", d.Reason)
+	if d.Accepted || !strings.Contains(d.Reason, "not worse than BM25") || !strings.Contains(d.Reason, "serving without reranking would be better") {
+		t.Fatalf("accepted a candidate worse than BM25, or did not say why: %s", d.Reason)
+	}
+
+	// Without the floor the same significant step up is taken, flagged as still below BM25.
+	p := DefaultPolicy()
+	p.BM25Floor = false
+	d, err = Decide(cand, serving, shift(serving, 0.1), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Accepted || !strings.Contains(d.Reason, "still below BM25 alone") || len(d.Checks) != 2 {
+		t.Fatalf("without the floor: accepted %v, %s (%d checks)", d.Accepted, d.Reason, len(d.Checks))
 	}
 }
 

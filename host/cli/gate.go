@@ -31,7 +31,7 @@ candidate file's first stage. Both files must hold the same queries.
 The candidate is accepted when all hold:
   mean NDCG@10 gain over serving >= --margin        (default %g)
   paired randomization test p-value < --alpha       (default %g)
-  mean NDCG@10 >= BM25 alone's, on the same queries
+  mean NDCG@10 >= BM25 alone's, on the same queries   (--bm25-floor, default on)
 The decision, with its numbers, is printed (--json: as JSON) and written to --out.
 Exit status 1 when the candidate is rejected.`, gate.DefaultMargin, gate.DefaultAlpha),
 		Args: cobra.NoArgs,
@@ -65,6 +65,7 @@ Exit status 1 when the candidate is rejected.`, gate.DefaultMargin, gate.Default
 	f.Float64Var(&policy.Alpha, "alpha", gate.DefaultAlpha, "significance level of the paired randomization test")
 	f.IntVar(&policy.Resamples, "resamples", compare.DefaultResamples, "randomization rounds and bootstrap resamples")
 	f.Uint64Var(&policy.Seed, "seed", 1, "resampling seed")
+	f.BoolVar(&policy.BM25Floor, "bm25-floor", true, "reject a candidate below BM25 alone")
 	f.BoolVar(&asJSON, "json", false, "print the decision as JSON")
 	f.StringVar(&out, "out", "", "also write the decision as JSON to this file")
 	rootCmd.AddCommand(cmd)

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -365,6 +366,23 @@ func (c *Client) Load(ctx context.Context, req contract.LoadRequest) (contract.M
 	c.loads = append(kept, req)
 	c.mu.Unlock()
 	return info, nil
+}
+
+// Unload frees a non-serving model and forgets it, so a restart does not bring it back.
+func (c *Client) Unload(ctx context.Context, version string) error {
+	rpc, err := c.conn()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := c.deadline(ctx, c.opts.CallTimeout)
+	defer cancel()
+	if err := rpc.Unload(ctx, version); err != nil {
+		return unavailable(err)
+	}
+	c.mu.Lock()
+	c.loads = slices.DeleteFunc(c.loads, func(l contract.LoadRequest) bool { return l.Version == version })
+	c.mu.Unlock()
+	return nil
 }
 
 func (c *Client) Info(ctx context.Context) ([]contract.ModelInfo, error) {

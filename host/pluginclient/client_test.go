@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -117,6 +118,22 @@ func load(c *Client, timeout time.Duration, record func(started time.Time, resp 
 // the restart with the model reloaded.
 func TestKilledPluginIsRestarted(t *testing.T) {
 	c := start(t, Options{ModelPath: "../../plugin/testdata/tiny-ce", ModelVersion: "tiny", CallTimeout: 5 * time.Second})
+	// Two more versions beside the serving one; the unloaded one must not come back after the restart.
+	ctx := context.Background()
+	for _, v := range []string{"arm", "gone"} {
+		if _, err := c.Load(ctx, contract.LoadRequest{Path: "../../plugin/testdata/tiny-ce", Version: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Unload(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Unload(ctx, "tiny"); !errors.Is(err, contract.ErrInvalidRequest) {
+		t.Errorf("unloading the serving model: %v, want ErrInvalidRequest", err)
+	}
+	if err := c.Unload(ctx, "gone"); !errors.Is(err, contract.ErrNoModel) {
+		t.Errorf("unloading it twice: %v, want ErrNoModel", err)
+	}
 	var ok, failed, unavailable atomic.Int64
 	stop := load(c, 5*time.Second, func(_ time.Time, _ contract.RerankResponse, err error) {
 		switch {
@@ -153,6 +170,17 @@ func TestKilledPluginIsRestarted(t *testing.T) {
 	}
 	if c.Restarts() != 1 {
 		t.Errorf("restarts = %d, want 1", c.Restarts())
+	}
+	infos, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []string
+	for _, in := range infos {
+		held = append(held, in.Version)
+	}
+	if !slices.Equal(held, []string{"tiny", "arm"}) {
+		t.Errorf("after the restart the plugin holds %v, want [tiny arm]", held)
 	}
 	t.Logf("calls: %d ok, %d unavailable (fast fallback), %d other errors", ok.Load(), unavailable.Load(), failed.Load())
 	if ok.Load() == 0 || unavailable.Load()+failed.Load() == 0 {

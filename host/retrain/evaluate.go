@@ -140,6 +140,9 @@ func (c *Controller) Evaluate(ctx context.Context, version string) (Evaluation, 
 	if err != nil {
 		return Evaluation{}, err
 	}
+	if model == candidateModel {
+		defer c.unload(ctx, model)
+	}
 	per, err := c.evals.scores(ctx, c, h, v, model)
 	if err != nil {
 		return Evaluation{}, err
@@ -163,6 +166,14 @@ func (c *Controller) scoringModel(ctx context.Context, v registry.Version) (stri
 		return "", fmt.Errorf("loading version %s to evaluate it: %w", v.ID, err)
 	}
 	return candidateModel, nil
+}
+
+// unload frees a model the plugin holds for the loop (a candidate, an
+// experiment's arm). A failure costs only memory, so it is logged, not returned.
+func (c *Controller) unload(ctx context.Context, model string) {
+	if err := c.plugin.Unload(ctx, model); err != nil && !errors.Is(err, contract.ErrNoModel) {
+		c.logger.Warn("unloading a model", "model", model, "err", err)
+	}
 }
 
 // evalCache keeps the judged held-out set and every checkpoint's per-query
@@ -229,7 +240,7 @@ func (c *Controller) judge(ctx context.Context, h *heldOut, cand registry.Versio
 		}
 	}
 	r := c.cfg.Retrain
-	d, err := gate.Decide(candScores, servScores, h.bm25, gate.Policy{Margin: r.GateMargin, Alpha: r.GateAlpha, Seed: r.Seed})
+	d, err := gate.Decide(candScores, servScores, h.bm25, gate.Policy{Margin: r.GateMargin, Alpha: r.GateAlpha, Seed: r.Seed, BM25Floor: r.GateBM25Floor})
 	if err != nil {
 		return d, nil, err
 	}

@@ -151,6 +151,16 @@ func (c *Controller) StopExperiment(ctx context.Context, id, reason string) (int
 	if err != nil {
 		return e, err
 	}
+	// The arms stay loaded only while they serve.
+	serving, _, err := c.reg.Serving()
+	if err != nil {
+		return e, err
+	}
+	for _, id := range []string{e.Control, e.Treatment} {
+		if id != serving.ID {
+			c.unload(ctx, id)
+		}
+	}
 	c.logger.Info("experiment stopped", "id", e.ID, "reason", reason)
 	return e, nil
 }

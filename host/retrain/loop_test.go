@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -203,6 +204,20 @@ func (h *host) search(query, user string) server.SearchResponse {
 		h.t.Fatalf("search: %d", code)
 	}
 	return r
+}
+
+// loaded lists the versions the plugin holds, the serving one first.
+func (h *host) loaded() []string {
+	h.t.Helper()
+	infos, err := h.pc.Info(context.Background())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var vs []string
+	for _, in := range infos {
+		vs = append(vs, in.Version)
+	}
+	return vs
 }
 
 // servingVersion checks that the registry, the plugin and a search agree on
@@ -458,6 +473,9 @@ func TestInterleavingPicksTheBetterModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("NDCG@10 on the train queries: BM25 %.4f, v1 %.4f, v2 %.4f", e1.BM25, e1.NDCG10, e2.NDCG10)
+	if got := h.loaded(); !slices.Equal(got, []string{"v1"}) {
+		t.Fatalf("after evaluating v2 the plugin holds %v, want only the serving v1", got)
+	}
 	if e2.NDCG10 < e1.NDCG10+0.1 {
 		t.Fatalf("the trained model is not clearly better: v1 %.4f, v2 %.4f", e1.NDCG10, e2.NDCG10)
 	}
@@ -508,6 +526,9 @@ func TestInterleavingPicksTheBetterModel(t *testing.T) {
 	}
 	if r := h.search("vitamin d bone density", "u1"); r.Experiment != nil || r.ModelVersion != "v1" {
 		t.Fatalf("after the stop a search answered %+v", r)
+	}
+	if got := h.loaded(); !slices.Equal(got, []string{"v1"}) {
+		t.Fatalf("after the stop the plugin holds %v, want only the serving v1 (the arm v2 unloaded)", got)
 	}
 
 	// Split: each user sees their arm's version, logged under the arm.

@@ -26,9 +26,8 @@ const (
 )
 
 // candidateModel is the name a candidate is loaded under in the plugin while
-// it is evaluated: each run's candidate replaces the previous one there, so
-// rejected candidates do not pile up in memory. A promoted candidate is
-// loaded again under its version id.
+// it is evaluated, and unloaded once judged, so candidates do not pile up in
+// memory. A promoted candidate is loaded again under its version id.
 const candidateModel = "retrain-candidate"
 
 // windowOverlap is how far a run's window reaches back before the end of
@@ -340,6 +339,7 @@ func (c *Controller) run(ctx context.Context, j *job) (*Outcome, error) {
 		return out, fmt.Errorf("loading the candidate beside the serving model: %w", err)
 	}
 	d, m, err := c.judge(ctx, held, cand, candidateModel, &serving)
+	c.unload(ctx, candidateModel)
 	if err != nil {
 		return out, err
 	}

@@ -260,6 +260,8 @@ func (o *overlapReranker) Load(context.Context, contract.LoadRequest) (contract.
 	return contract.ModelInfo{}, o.err
 }
 
+func (o *overlapReranker) Unload(context.Context, string) error { return o.err }
+
 func (o *overlapReranker) Info(context.Context) ([]contract.ModelInfo, error) {
 	return []contract.ModelInfo{{Version: "overlap-v1", Serving: true}}, o.err
 }

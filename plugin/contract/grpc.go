@@ -102,6 +102,11 @@ func (c *GRPCClient) Load(ctx context.Context, req LoadRequest) (ModelInfo, erro
 	return infoFromPB(out), nil
 }
 
+func (c *GRPCClient) Unload(ctx context.Context, version string) error {
+	_, err := c.client.Unload(ctx, &pb.UnloadRequest{Version: version})
+	return fromStatus(err)
+}
+
 func (c *GRPCClient) Info(ctx context.Context) ([]ModelInfo, error) {
 	out, err := c.client.Info(ctx, &pb.InfoRequest{})
 	if err != nil {
@@ -148,6 +153,13 @@ func (s *grpcServer) Load(ctx context.Context, in *pb.LoadRequest) (*pb.ModelInf
 		return nil, toStatus(err)
 	}
 	return infoToPB(info), nil
+}
+
+func (s *grpcServer) Unload(ctx context.Context, in *pb.UnloadRequest) (*pb.UnloadResponse, error) {
+	if err := s.impl.Unload(ctx, in.Version); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.UnloadResponse{}, nil
 }
 
 func (s *grpcServer) Info(ctx context.Context, _ *pb.InfoRequest) (*pb.InfoResponse, error) {

@@ -67,6 +67,8 @@ type ModelInfo struct {
 type Reranker interface {
 	Rerank(ctx context.Context, req RerankRequest) (RerankResponse, error)
 	Load(ctx context.Context, req LoadRequest) (ModelInfo, error)
+	// Unload frees a loaded model other than the serving one.
+	Unload(ctx context.Context, version string) error
 	// Info describes the serving model and every other loaded one.
 	Info(ctx context.Context) ([]ModelInfo, error)
 	Health(ctx context.Context) error

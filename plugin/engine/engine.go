@@ -440,6 +440,25 @@ func (e *Engine) Load(ctx context.Context, req contract.LoadRequest) (contract.M
 	return info, nil
 }
 
+// Unload frees a model that is not serving; the serving one is only ever
+// replaced (by a serving Load), so searches always have a model.
+func (e *Engine) Unload(_ context.Context, version string) error {
+	e.mu.Lock()
+	l, ok := e.models[version]
+	switch {
+	case !ok:
+		e.mu.Unlock()
+		return fmt.Errorf("%w: %q", contract.ErrNoModel, version)
+	case version == e.serving:
+		e.mu.Unlock()
+		return fmt.Errorf("%w: %q is serving; serve another model first", contract.ErrInvalidRequest, version)
+	}
+	delete(e.models, version)
+	e.mu.Unlock()
+	e.onThread(l.model.Free)
+	return nil
+}
+
 // warm runs one small forward so the first real request pays no set-up cost.
 func warm(m *bert.Model, tok *tokenize.Encoder) error {
 	p, err := tok.EncodePair("warm up", "the model", 16)

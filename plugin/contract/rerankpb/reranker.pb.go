@@ -424,6 +424,86 @@ func (x *ModelInfo) GetServing() bool {
 	return false
 }
 
+type UnloadRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnloadRequest) Reset() {
+	*x = UnloadRequest{}
+	mi := &file_reranker_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnloadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnloadRequest) ProtoMessage() {}
+
+func (x *UnloadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_reranker_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnloadRequest.ProtoReflect.Descriptor instead.
+func (*UnloadRequest) Descriptor() ([]byte, []int) {
+	return file_reranker_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *UnloadRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+type UnloadResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnloadResponse) Reset() {
+	*x = UnloadResponse{}
+	mi := &file_reranker_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnloadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnloadResponse) ProtoMessage() {}
+
+func (x *UnloadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_reranker_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnloadResponse.ProtoReflect.Descriptor instead.
+func (*UnloadResponse) Descriptor() ([]byte, []int) {
+	return file_reranker_proto_rawDescGZIP(), []int{7}
+}
+
 type InfoRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -432,7 +512,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_reranker_proto_msgTypes[6]
+	mi := &file_reranker_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -444,7 +524,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_reranker_proto_msgTypes[6]
+	mi := &file_reranker_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -457,7 +537,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_reranker_proto_rawDescGZIP(), []int{6}
+	return file_reranker_proto_rawDescGZIP(), []int{8}
 }
 
 type InfoResponse struct {
@@ -469,7 +549,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_reranker_proto_msgTypes[7]
+	mi := &file_reranker_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -481,7 +561,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_reranker_proto_msgTypes[7]
+	mi := &file_reranker_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -494,7 +574,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_reranker_proto_rawDescGZIP(), []int{7}
+	return file_reranker_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *InfoResponse) GetModels() []*ModelInfo {
@@ -512,7 +592,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_reranker_proto_msgTypes[8]
+	mi := &file_reranker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -524,7 +604,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_reranker_proto_msgTypes[8]
+	mi := &file_reranker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -537,7 +617,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_reranker_proto_rawDescGZIP(), []int{8}
+	return file_reranker_proto_rawDescGZIP(), []int{10}
 }
 
 type HealthResponse struct {
@@ -549,7 +629,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_reranker_proto_msgTypes[9]
+	mi := &file_reranker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -561,7 +641,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_reranker_proto_msgTypes[9]
+	mi := &file_reranker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -574,7 +654,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_reranker_proto_rawDescGZIP(), []int{9}
+	return file_reranker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HealthResponse) GetStatus() string {
@@ -597,7 +677,7 @@ type FinetuneControl struct {
 
 func (x *FinetuneControl) Reset() {
 	*x = FinetuneControl{}
-	mi := &file_reranker_proto_msgTypes[10]
+	mi := &file_reranker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -609,7 +689,7 @@ func (x *FinetuneControl) String() string {
 func (*FinetuneControl) ProtoMessage() {}
 
 func (x *FinetuneControl) ProtoReflect() protoreflect.Message {
-	mi := &file_reranker_proto_msgTypes[10]
+	mi := &file_reranker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -622,7 +702,7 @@ func (x *FinetuneControl) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinetuneControl.ProtoReflect.Descriptor instead.
 func (*FinetuneControl) Descriptor() ([]byte, []int) {
-	return file_reranker_proto_rawDescGZIP(), []int{10}
+	return file_reranker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FinetuneControl) GetKind() isFinetuneControl_Kind {
@@ -674,7 +754,7 @@ type FinetuneStop struct {
 
 func (x *FinetuneStop) Reset() {
 	*x = FinetuneStop{}
-	mi := &file_reranker_proto_msgTypes[11]
+	mi := &file_reranker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -686,7 +766,7 @@ func (x *FinetuneStop) String() string {
 func (*FinetuneStop) ProtoMessage() {}
 
 func (x *FinetuneStop) ProtoReflect() protoreflect.Message {
-	mi := &file_reranker_proto_msgTypes[11]
+	mi := &file_reranker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -699,7 +779,7 @@ func (x *FinetuneStop) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinetuneStop.ProtoReflect.Descriptor instead.
 func (*FinetuneStop) Descriptor() ([]byte, []int) {
-	return file_reranker_proto_rawDescGZIP(), []int{11}
+	return file_reranker_proto_rawDescGZIP(), []int{13}
 }
 
 type FinetuneRequest struct {
@@ -721,7 +801,7 @@ type FinetuneRequest struct {
 
 func (x *FinetuneRequest) Reset() {
 	*x = FinetuneRequest{}
-	mi := &file_reranker_proto_msgTypes[12]
+	mi := &file_reranker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +813,7 @@ func (x *FinetuneRequest) String() string {
 func (*FinetuneRequest) ProtoMessage() {}
 
 func (x *FinetuneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_reranker_proto_msgTypes[12]
+	mi := &file_reranker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +826,7 @@ func (x *FinetuneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinetuneRequest.ProtoReflect.Descriptor instead.
 func (*FinetuneRequest) Descriptor() ([]byte, []int) {
-	return file_reranker_proto_rawDescGZIP(), []int{12}
+	return file_reranker_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *FinetuneRequest) GetBaseModel() string {
@@ -836,7 +916,7 @@ type TrainConfig struct {
 
 func (x *TrainConfig) Reset() {
 	*x = TrainConfig{}
-	mi := &file_reranker_proto_msgTypes[13]
+	mi := &file_reranker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -848,7 +928,7 @@ func (x *TrainConfig) String() string {
 func (*TrainConfig) ProtoMessage() {}
 
 func (x *TrainConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_reranker_proto_msgTypes[13]
+	mi := &file_reranker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -861,7 +941,7 @@ func (x *TrainConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainConfig.ProtoReflect.Descriptor instead.
 func (*TrainConfig) Descriptor() ([]byte, []int) {
-	return file_reranker_proto_rawDescGZIP(), []int{13}
+	return file_reranker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TrainConfig) GetEpochs() int32 {
@@ -989,7 +1069,7 @@ type TrainPair struct {
 
 func (x *TrainPair) Reset() {
 	*x = TrainPair{}
-	mi := &file_reranker_proto_msgTypes[14]
+	mi := &file_reranker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +1081,7 @@ func (x *TrainPair) String() string {
 func (*TrainPair) ProtoMessage() {}
 
 func (x *TrainPair) ProtoReflect() protoreflect.Message {
-	mi := &file_reranker_proto_msgTypes[14]
+	mi := &file_reranker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +1094,7 @@ func (x *TrainPair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainPair.ProtoReflect.Descriptor instead.
 func (*TrainPair) Descriptor() ([]byte, []int) {
-	return file_reranker_proto_rawDescGZIP(), []int{14}
+	return file_reranker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TrainPair) GetQueryId() string {
@@ -1064,7 +1144,7 @@ type ValQuery struct {
 
 func (x *ValQuery) Reset() {
 	*x = ValQuery{}
-	mi := &file_reranker_proto_msgTypes[15]
+	mi := &file_reranker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1076,7 +1156,7 @@ func (x *ValQuery) String() string {
 func (*ValQuery) ProtoMessage() {}
 
 func (x *ValQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_reranker_proto_msgTypes[15]
+	mi := &file_reranker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1089,7 +1169,7 @@ func (x *ValQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValQuery.ProtoReflect.Descriptor instead.
 func (*ValQuery) Descriptor() ([]byte, []int) {
-	return file_reranker_proto_rawDescGZIP(), []int{15}
+	return file_reranker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ValQuery) GetQueryId() string {
@@ -1135,7 +1215,7 @@ type EvalPoint struct {
 
 func (x *EvalPoint) Reset() {
 	*x = EvalPoint{}
-	mi := &file_reranker_proto_msgTypes[16]
+	mi := &file_reranker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1147,7 +1227,7 @@ func (x *EvalPoint) String() string {
 func (*EvalPoint) ProtoMessage() {}
 
 func (x *EvalPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_reranker_proto_msgTypes[16]
+	mi := &file_reranker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1160,7 +1240,7 @@ func (x *EvalPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvalPoint.ProtoReflect.Descriptor instead.
 func (*EvalPoint) Descriptor() ([]byte, []int) {
-	return file_reranker_proto_rawDescGZIP(), []int{16}
+	return file_reranker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *EvalPoint) GetStep() int32 {
@@ -1230,7 +1310,7 @@ type FinetuneProgress struct {
 
 func (x *FinetuneProgress) Reset() {
 	*x = FinetuneProgress{}
-	mi := &file_reranker_proto_msgTypes[17]
+	mi := &file_reranker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1242,7 +1322,7 @@ func (x *FinetuneProgress) String() string {
 func (*FinetuneProgress) ProtoMessage() {}
 
 func (x *FinetuneProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_reranker_proto_msgTypes[17]
+	mi := &file_reranker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1255,7 +1335,7 @@ func (x *FinetuneProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinetuneProgress.ProtoReflect.Descriptor instead.
 func (*FinetuneProgress) Descriptor() ([]byte, []int) {
-	return file_reranker_proto_rawDescGZIP(), []int{17}
+	return file_reranker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FinetuneProgress) GetStep() int32 {
@@ -1349,7 +1429,7 @@ type FinetuneResult struct {
 
 func (x *FinetuneResult) Reset() {
 	*x = FinetuneResult{}
-	mi := &file_reranker_proto_msgTypes[18]
+	mi := &file_reranker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1361,7 +1441,7 @@ func (x *FinetuneResult) String() string {
 func (*FinetuneResult) ProtoMessage() {}
 
 func (x *FinetuneResult) ProtoReflect() protoreflect.Message {
-	mi := &file_reranker_proto_msgTypes[18]
+	mi := &file_reranker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1374,7 +1454,7 @@ func (x *FinetuneResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinetuneResult.ProtoReflect.Descriptor instead.
 func (*FinetuneResult) Descriptor() ([]byte, []int) {
-	return file_reranker_proto_rawDescGZIP(), []int{18}
+	return file_reranker_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FinetuneResult) GetOutDir() string {
@@ -1481,7 +1561,7 @@ type FinetuneEvent struct {
 
 func (x *FinetuneEvent) Reset() {
 	*x = FinetuneEvent{}
-	mi := &file_reranker_proto_msgTypes[19]
+	mi := &file_reranker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1493,7 +1573,7 @@ func (x *FinetuneEvent) String() string {
 func (*FinetuneEvent) ProtoMessage() {}
 
 func (x *FinetuneEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_reranker_proto_msgTypes[19]
+	mi := &file_reranker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1506,7 +1586,7 @@ func (x *FinetuneEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinetuneEvent.ProtoReflect.Descriptor instead.
 func (*FinetuneEvent) Descriptor() ([]byte, []int) {
-	return file_reranker_proto_rawDescGZIP(), []int{19}
+	return file_reranker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FinetuneEvent) GetKind() isFinetuneEvent_Kind {
@@ -1584,7 +1664,10 @@ const file_reranker_proto_rawDesc = "" +
 	"\x06device\x18\x05 \x01(\tR\x06device\x12\x1d\n" +
 	"\n" +
 	"max_length\x18\x06 \x01(\x05R\tmaxLength\x12\x18\n" +
-	"\aserving\x18\a \x01(\bR\aserving\"\r\n" +
+	"\aserving\x18\a \x01(\bR\aserving\")\n" +
+	"\rUnloadRequest\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\"\x10\n" +
+	"\x0eUnloadResponse\"\r\n" +
 	"\vInfoRequest\"<\n" +
 	"\fInfoResponse\x12,\n" +
 	"\x06models\x18\x01 \x03(\v2\x14.rerank.v1.ModelInfoR\x06models\"\x0f\n" +
@@ -1691,10 +1774,11 @@ const file_reranker_proto_rawDesc = "" +
 	"\rFinetuneEvent\x129\n" +
 	"\bprogress\x18\x01 \x01(\v2\x1b.rerank.v1.FinetuneProgressH\x00R\bprogress\x123\n" +
 	"\x06result\x18\x02 \x01(\v2\x19.rerank.v1.FinetuneResultH\x00R\x06resultB\x06\n" +
-	"\x04kind2\xbd\x02\n" +
+	"\x04kind2\xfc\x02\n" +
 	"\bReranker\x12=\n" +
 	"\x06Rerank\x12\x18.rerank.v1.RerankRequest\x1a\x19.rerank.v1.RerankResponse\x124\n" +
-	"\x04Load\x12\x16.rerank.v1.LoadRequest\x1a\x14.rerank.v1.ModelInfo\x127\n" +
+	"\x04Load\x12\x16.rerank.v1.LoadRequest\x1a\x14.rerank.v1.ModelInfo\x12=\n" +
+	"\x06Unload\x12\x18.rerank.v1.UnloadRequest\x1a\x19.rerank.v1.UnloadResponse\x127\n" +
 	"\x04Info\x12\x16.rerank.v1.InfoRequest\x1a\x17.rerank.v1.InfoResponse\x12=\n" +
 	"\x06Health\x12\x18.rerank.v1.HealthRequest\x1a\x19.rerank.v1.HealthResponse\x12D\n" +
 	"\bFinetune\x12\x1a.rerank.v1.FinetuneControl\x1a\x18.rerank.v1.FinetuneEvent(\x010\x01B7Z5github.com/rerankloop/rerank/plugin/contract/rerankpbb\x06proto3"
@@ -1711,7 +1795,7 @@ func file_reranker_proto_rawDescGZIP() []byte {
 	return file_reranker_proto_rawDescData
 }
 
-var file_reranker_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_reranker_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_reranker_proto_goTypes = []any{
 	(*Document)(nil),         // 0: rerank.v1.Document
 	(*RerankRequest)(nil),    // 1: rerank.v1.RerankRequest
@@ -1719,51 +1803,55 @@ var file_reranker_proto_goTypes = []any{
 	(*RerankResponse)(nil),   // 3: rerank.v1.RerankResponse
 	(*LoadRequest)(nil),      // 4: rerank.v1.LoadRequest
 	(*ModelInfo)(nil),        // 5: rerank.v1.ModelInfo
-	(*InfoRequest)(nil),      // 6: rerank.v1.InfoRequest
-	(*InfoResponse)(nil),     // 7: rerank.v1.InfoResponse
-	(*HealthRequest)(nil),    // 8: rerank.v1.HealthRequest
-	(*HealthResponse)(nil),   // 9: rerank.v1.HealthResponse
-	(*FinetuneControl)(nil),  // 10: rerank.v1.FinetuneControl
-	(*FinetuneStop)(nil),     // 11: rerank.v1.FinetuneStop
-	(*FinetuneRequest)(nil),  // 12: rerank.v1.FinetuneRequest
-	(*TrainConfig)(nil),      // 13: rerank.v1.TrainConfig
-	(*TrainPair)(nil),        // 14: rerank.v1.TrainPair
-	(*ValQuery)(nil),         // 15: rerank.v1.ValQuery
-	(*EvalPoint)(nil),        // 16: rerank.v1.EvalPoint
-	(*FinetuneProgress)(nil), // 17: rerank.v1.FinetuneProgress
-	(*FinetuneResult)(nil),   // 18: rerank.v1.FinetuneResult
-	(*FinetuneEvent)(nil),    // 19: rerank.v1.FinetuneEvent
-	nil,                      // 20: rerank.v1.ValQuery.JudgedEntry
+	(*UnloadRequest)(nil),    // 6: rerank.v1.UnloadRequest
+	(*UnloadResponse)(nil),   // 7: rerank.v1.UnloadResponse
+	(*InfoRequest)(nil),      // 8: rerank.v1.InfoRequest
+	(*InfoResponse)(nil),     // 9: rerank.v1.InfoResponse
+	(*HealthRequest)(nil),    // 10: rerank.v1.HealthRequest
+	(*HealthResponse)(nil),   // 11: rerank.v1.HealthResponse
+	(*FinetuneControl)(nil),  // 12: rerank.v1.FinetuneControl
+	(*FinetuneStop)(nil),     // 13: rerank.v1.FinetuneStop
+	(*FinetuneRequest)(nil),  // 14: rerank.v1.FinetuneRequest
+	(*TrainConfig)(nil),      // 15: rerank.v1.TrainConfig
+	(*TrainPair)(nil),        // 16: rerank.v1.TrainPair
+	(*ValQuery)(nil),         // 17: rerank.v1.ValQuery
+	(*EvalPoint)(nil),        // 18: rerank.v1.EvalPoint
+	(*FinetuneProgress)(nil), // 19: rerank.v1.FinetuneProgress
+	(*FinetuneResult)(nil),   // 20: rerank.v1.FinetuneResult
+	(*FinetuneEvent)(nil),    // 21: rerank.v1.FinetuneEvent
+	nil,                      // 22: rerank.v1.ValQuery.JudgedEntry
 }
 var file_reranker_proto_depIdxs = []int32{
 	0,  // 0: rerank.v1.RerankRequest.documents:type_name -> rerank.v1.Document
 	2,  // 1: rerank.v1.RerankResponse.ranking:type_name -> rerank.v1.Ranked
 	5,  // 2: rerank.v1.InfoResponse.models:type_name -> rerank.v1.ModelInfo
-	12, // 3: rerank.v1.FinetuneControl.start:type_name -> rerank.v1.FinetuneRequest
-	11, // 4: rerank.v1.FinetuneControl.stop:type_name -> rerank.v1.FinetuneStop
-	13, // 5: rerank.v1.FinetuneRequest.config:type_name -> rerank.v1.TrainConfig
+	14, // 3: rerank.v1.FinetuneControl.start:type_name -> rerank.v1.FinetuneRequest
+	13, // 4: rerank.v1.FinetuneControl.stop:type_name -> rerank.v1.FinetuneStop
+	15, // 5: rerank.v1.FinetuneRequest.config:type_name -> rerank.v1.TrainConfig
 	0,  // 6: rerank.v1.FinetuneRequest.docs:type_name -> rerank.v1.Document
-	14, // 7: rerank.v1.FinetuneRequest.train:type_name -> rerank.v1.TrainPair
-	15, // 8: rerank.v1.FinetuneRequest.validation:type_name -> rerank.v1.ValQuery
-	20, // 9: rerank.v1.ValQuery.judged:type_name -> rerank.v1.ValQuery.JudgedEntry
-	16, // 10: rerank.v1.FinetuneProgress.eval:type_name -> rerank.v1.EvalPoint
-	16, // 11: rerank.v1.FinetuneResult.base:type_name -> rerank.v1.EvalPoint
-	16, // 12: rerank.v1.FinetuneResult.best:type_name -> rerank.v1.EvalPoint
-	16, // 13: rerank.v1.FinetuneResult.curve:type_name -> rerank.v1.EvalPoint
-	17, // 14: rerank.v1.FinetuneEvent.progress:type_name -> rerank.v1.FinetuneProgress
-	18, // 15: rerank.v1.FinetuneEvent.result:type_name -> rerank.v1.FinetuneResult
+	16, // 7: rerank.v1.FinetuneRequest.train:type_name -> rerank.v1.TrainPair
+	17, // 8: rerank.v1.FinetuneRequest.validation:type_name -> rerank.v1.ValQuery
+	22, // 9: rerank.v1.ValQuery.judged:type_name -> rerank.v1.ValQuery.JudgedEntry
+	18, // 10: rerank.v1.FinetuneProgress.eval:type_name -> rerank.v1.EvalPoint
+	18, // 11: rerank.v1.FinetuneResult.base:type_name -> rerank.v1.EvalPoint
+	18, // 12: rerank.v1.FinetuneResult.best:type_name -> rerank.v1.EvalPoint
+	18, // 13: rerank.v1.FinetuneResult.curve:type_name -> rerank.v1.EvalPoint
+	19, // 14: rerank.v1.FinetuneEvent.progress:type_name -> rerank.v1.FinetuneProgress
+	20, // 15: rerank.v1.FinetuneEvent.result:type_name -> rerank.v1.FinetuneResult
 	1,  // 16: rerank.v1.Reranker.Rerank:input_type -> rerank.v1.RerankRequest
 	4,  // 17: rerank.v1.Reranker.Load:input_type -> rerank.v1.LoadRequest
-	6,  // 18: rerank.v1.Reranker.Info:input_type -> rerank.v1.InfoRequest
-	8,  // 19: rerank.v1.Reranker.Health:input_type -> rerank.v1.HealthRequest
-	10, // 20: rerank.v1.Reranker.Finetune:input_type -> rerank.v1.FinetuneControl
-	3,  // 21: rerank.v1.Reranker.Rerank:output_type -> rerank.v1.RerankResponse
-	5,  // 22: rerank.v1.Reranker.Load:output_type -> rerank.v1.ModelInfo
-	7,  // 23: rerank.v1.Reranker.Info:output_type -> rerank.v1.InfoResponse
-	9,  // 24: rerank.v1.Reranker.Health:output_type -> rerank.v1.HealthResponse
-	19, // 25: rerank.v1.Reranker.Finetune:output_type -> rerank.v1.FinetuneEvent
-	21, // [21:26] is the sub-list for method output_type
-	16, // [16:21] is the sub-list for method input_type
+	6,  // 18: rerank.v1.Reranker.Unload:input_type -> rerank.v1.UnloadRequest
+	8,  // 19: rerank.v1.Reranker.Info:input_type -> rerank.v1.InfoRequest
+	10, // 20: rerank.v1.Reranker.Health:input_type -> rerank.v1.HealthRequest
+	12, // 21: rerank.v1.Reranker.Finetune:input_type -> rerank.v1.FinetuneControl
+	3,  // 22: rerank.v1.Reranker.Rerank:output_type -> rerank.v1.RerankResponse
+	5,  // 23: rerank.v1.Reranker.Load:output_type -> rerank.v1.ModelInfo
+	7,  // 24: rerank.v1.Reranker.Unload:output_type -> rerank.v1.UnloadResponse
+	9,  // 25: rerank.v1.Reranker.Info:output_type -> rerank.v1.InfoResponse
+	11, // 26: rerank.v1.Reranker.Health:output_type -> rerank.v1.HealthResponse
+	21, // 27: rerank.v1.Reranker.Finetune:output_type -> rerank.v1.FinetuneEvent
+	22, // [22:28] is the sub-list for method output_type
+	16, // [16:22] is the sub-list for method input_type
 	16, // [16:16] is the sub-list for extension type_name
 	16, // [16:16] is the sub-list for extension extendee
 	0,  // [0:16] is the sub-list for field type_name
@@ -1774,11 +1862,11 @@ func file_reranker_proto_init() {
 	if File_reranker_proto != nil {
 		return
 	}
-	file_reranker_proto_msgTypes[10].OneofWrappers = []any{
+	file_reranker_proto_msgTypes[12].OneofWrappers = []any{
 		(*FinetuneControl_Start)(nil),
 		(*FinetuneControl_Stop)(nil),
 	}
-	file_reranker_proto_msgTypes[19].OneofWrappers = []any{
+	file_reranker_proto_msgTypes[21].OneofWrappers = []any{
 		(*FinetuneEvent_Progress)(nil),
 		(*FinetuneEvent_Result)(nil),
 	}
@@ -1788,7 +1876,7 @@ func file_reranker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_reranker_proto_rawDesc), len(file_reranker_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

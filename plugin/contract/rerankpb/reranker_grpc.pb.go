@@ -24,6 +24,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Reranker_Rerank_FullMethodName   = "/rerank.v1.Reranker/Rerank"
 	Reranker_Load_FullMethodName     = "/rerank.v1.Reranker/Load"
+	Reranker_Unload_FullMethodName   = "/rerank.v1.Reranker/Unload"
 	Reranker_Info_FullMethodName     = "/rerank.v1.Reranker/Info"
 	Reranker_Health_FullMethodName   = "/rerank.v1.Reranker/Health"
 	Reranker_Finetune_FullMethodName = "/rerank.v1.Reranker/Finetune"
@@ -37,6 +38,8 @@ type RerankerClient interface {
 	Rerank(ctx context.Context, in *RerankRequest, opts ...grpc.CallOption) (*RerankResponse, error)
 	// Load reads a Hugging Face checkpoint folder and optionally serves it.
 	Load(ctx context.Context, in *LoadRequest, opts ...grpc.CallOption) (*ModelInfo, error)
+	// Unload frees a loaded model that is not serving (an experiment's arm, say).
+	Unload(ctx context.Context, in *UnloadRequest, opts ...grpc.CallOption) (*UnloadResponse, error)
 	// Info lists the loaded models, the serving one first.
 	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoResponse, error)
 	Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error)
@@ -69,6 +72,16 @@ func (c *rerankerClient) Load(ctx context.Context, in *LoadRequest, opts ...grpc
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ModelInfo)
 	err := c.cc.Invoke(ctx, Reranker_Load_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *rerankerClient) Unload(ctx context.Context, in *UnloadRequest, opts ...grpc.CallOption) (*UnloadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnloadResponse)
+	err := c.cc.Invoke(ctx, Reranker_Unload_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -116,6 +129,8 @@ type RerankerServer interface {
 	Rerank(context.Context, *RerankRequest) (*RerankResponse, error)
 	// Load reads a Hugging Face checkpoint folder and optionally serves it.
 	Load(context.Context, *LoadRequest) (*ModelInfo, error)
+	// Unload frees a loaded model that is not serving (an experiment's arm, say).
+	Unload(context.Context, *UnloadRequest) (*UnloadResponse, error)
 	// Info lists the loaded models, the serving one first.
 	Info(context.Context, *InfoRequest) (*InfoResponse, error)
 	Health(context.Context, *HealthRequest) (*HealthResponse, error)
@@ -139,6 +154,9 @@ func (UnimplementedRerankerServer) Rerank(context.Context, *RerankRequest) (*Rer
 }
 func (UnimplementedRerankerServer) Load(context.Context, *LoadRequest) (*ModelInfo, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Load not implemented")
+}
+func (UnimplementedRerankerServer) Unload(context.Context, *UnloadRequest) (*UnloadResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Unload not implemented")
 }
 func (UnimplementedRerankerServer) Info(context.Context, *InfoRequest) (*InfoResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Info not implemented")
@@ -206,6 +224,24 @@ func _Reranker_Load_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Reranker_Unload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnloadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RerankerServer).Unload(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Reranker_Unload_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RerankerServer).Unload(ctx, req.(*UnloadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Reranker_Info_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(InfoRequest)
 	if err := dec(in); err != nil {
@@ -263,6 +299,10 @@ var Reranker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Load",
 			Handler:    _Reranker_Load_Handler,
+		},
+		{
+			MethodName: "Unload",
+			Handler:    _Reranker_Unload_Handler,
 		},
 		{
 			MethodName: "Info",
