@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -23,6 +23,7 @@ import (
 	"github.com/rerankloop/rerank/finetune/trainset"
 	"github.com/rerankloop/rerank/host/clicklog"
 	"github.com/rerankloop/rerank/host/pluginclient"
+	"github.com/rerankloop/rerank/host/retrain"
 	"github.com/rerankloop/rerank/host/search"
 	"github.com/rerankloop/rerank/plugin/contract"
 )
@@ -280,94 +281,37 @@ func finetuneIndex(ctx context.Context, f *finetuneFlags, stdout, stderr io.Writ
 // each validation query's candidates: BM25's top --eval-depth when there is
 // an index, else the query's judged documents.
 func finetuneRequest(ctx context.Context, f finetuneFlags, data *trainset.Result, indexDir string, stdout io.Writer) (contract.FinetuneRequest, error) {
-	req := contract.FinetuneRequest{BaseModel: f.model, OutDir: f.out, Resume: f.resume, Config: f.train}
-	var docs contract.DocTable
-	for _, p := range data.Train {
-		req.Train = append(req.Train, contract.TrainPair{QueryID: p.QueryID, Query: p.Query, Doc: docs.Add(p.DocID, p.Text), Label: p.Label, Weight: p.Weight})
-	}
-	// Validation queries in first-seen order, with their judgments.
-	type vq struct {
-		q      contract.ValQuery
-		judged []pairs.Pair
-	}
-	var order []string
-	byID := map[string]*vq{}
-	for _, p := range data.Validation {
-		id := p.QueryID
-		if id == "" {
-			id = pairs.NormalizeQuery(p.Query)
-		}
-		v, ok := byID[id]
-		if !ok {
-			v = &vq{q: contract.ValQuery{QueryID: id, Query: p.Query, Judged: map[string]int{}}}
-			byID[id] = v
-			order = append(order, id)
-		}
-		v.q.Judged[p.DocID] = int(p.Label)
-		v.judged = append(v.judged, p)
-	}
-	if n := f.evalQueries; n > 0 && n < len(order) {
-		rng := rand.New(rand.NewPCG(f.train.Seed, 0xe7a1))
-		keep := map[string]bool{}
-		for _, i := range rng.Perm(len(order))[:n] {
-			keep[order[i]] = true
-		}
-		kept := order[:0]
-		for _, id := range order {
-			if keep[id] {
-				kept = append(kept, id)
-			}
-		}
-		fmt.Fprintf(stdout, "validating on %d of %d validation queries (--eval-queries, seed %d)\n", n, len(order), f.train.Seed)
-		order = kept
-	}
+	val := retrain.LimitQueries(data.Validation, f.evalQueries, f.train.Seed)
 	var idx *search.Index
 	if indexDir != "" {
 		var err error
 		if idx, err = search.Open(indexDir); err != nil {
-			return req, err
+			return contract.FinetuneRequest{}, err
 		}
 		defer idx.Close()
 	}
-	withRelevant := 0
-	for _, id := range order {
-		v := byID[id]
-		if idx != nil {
-			hits, _, err := idx.Search(ctx, v.q.Query, f.evalDepth, 0)
-			if err != nil {
-				return req, err
-			}
-			for _, h := range hits {
-				v.q.Candidates = append(v.q.Candidates, docs.Add(h.ID, dataset.DocText(h.Title, h.Text)))
-			}
-		} else {
-			for _, p := range v.judged {
-				v.q.Candidates = append(v.q.Candidates, docs.Add(p.DocID, p.Text))
-			}
-		}
-		for _, c := range v.q.Candidates {
-			if v.q.Judged[docs.Docs[c].ID] > 0 {
-				withRelevant++
-				break
-			}
-		}
-		req.Validation = append(req.Validation, v.q)
-	}
-	if idx != nil {
-		fmt.Fprintf(stdout, "validation: %d queries; BM25's top %d holds a relevant document for %d of them\n", len(order), f.evalDepth, withRelevant)
-		if len(order) > 0 && withRelevant == 0 {
-			fmt.Fprintln(stdout, "WARNING: no validation query finds a judged relevant document in the index: do the judgments' doc_id values name the index's documents?")
-		}
-	} else {
-		fmt.Fprintf(stdout, "validation: %d queries, each reranking its judged documents (no BM25 index)\n", len(order))
-	}
-	req.Docs = docs.Docs
-	req.DataSource = dataSource(f, data.Report)
-	rep, err := json.Marshal(data.Report)
+	req, err := retrain.Request(ctx, idx, data.Train, val, f.evalDepth, f.model, f.out, f.train, dataSource(f, data.Report), data.Report)
 	if err != nil {
 		return req, err
 	}
-	req.DataReport = string(rep)
+	req.Resume = f.resume
+	if len(val) < len(data.Validation) {
+		fmt.Fprintf(stdout, "validating on %d validation queries (--eval-queries, seed %d)\n", len(req.Validation), f.train.Seed)
+	}
+	if idx == nil {
+		fmt.Fprintf(stdout, "validation: %d queries, each reranking its judged documents (no BM25 index)\n", len(req.Validation))
+		return req, nil
+	}
+	withRelevant := 0
+	for _, q := range req.Validation {
+		if slices.ContainsFunc(q.Candidates, func(c int) bool { return q.Judged[req.Docs[c].ID] > 0 }) {
+			withRelevant++
+		}
+	}
+	fmt.Fprintf(stdout, "validation: %d queries; BM25's top %d holds a relevant document for %d of them\n", len(req.Validation), f.evalDepth, withRelevant)
+	if len(req.Validation) > 0 && withRelevant == 0 {
+		fmt.Fprintln(stdout, "WARNING: no validation query finds a judged relevant document in the index: do the judgments' doc_id values name the index's documents?")
+	}
 	return req, nil
 }
 

@@ -26,13 +26,13 @@ func TestFinetuneCommand(t *testing.T) {
 	plugin := buildPlugin(t)
 	out := filepath.Join(t.TempDir(), "out")
 	args := []string{"finetune", "--model", "../../plugin/testdata/tiny-ce", "--train", scifactSample, "--out", out,
-		"--epochs", "1", "--lr", "1e-3", "--max-length", "64", "--eval-steps", "20", "--eval-depth", "10",
+		"--epochs", "1", "--lr", "1e-3", "--max-length", "64", "--eval-steps", "20", "--eval-depth", "10", "--eval-queries", "8",
 		"--hard-negatives", "2", "--random-negatives", "1", "--plugin", plugin, "--device", "cpu"}
 	stdout, err := evalCLI(t, args...)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, stdout)
 	}
-	for _, want := range []string{"leakage check passed", "final: 329 training pairs", "BM25's top 10 holds a relevant document for",
+	for _, want := range []string{"leakage check passed", "final: 329 training pairs", "validating on 8 validation queries", "validation: 8 queries; BM25's top 10 holds a relevant document for",
 		"gotch v0.9.1", "step 0/42, epoch 0.00: NDCG@10", "step 42/42", "validation NDCG@10: base"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)

@@ -147,7 +147,7 @@ func (c *Controller) prepare(ctx context.Context, j *job, dir string, judged *he
 		data.Train, nq, np = pairs.RemoveLeaks(data.Train, held)
 		j.logf("removed %d training queries (%d pairs) that are among the judged held-out queries", nq, np)
 		data.Validation, _, _ = pairs.RemoveLeaks(data.Validation, held)
-		p.validation = limitQueries(data.Validation, r.ValidationQueries, r.Seed)
+		p.validation = LimitQueries(data.Validation, r.ValidationQueries, r.Seed)
 	}
 	if r.HardNegatives > 0 && len(data.Train) > 0 {
 		negs, rep, err := negatives.Mine(ctx, data.Train, c.ix, nil, negatives.Options{Hard: r.HardNegatives, Depth: trainset.DefaultHardDepth, Seed: r.Seed})
@@ -215,8 +215,8 @@ func queryID(p pairs.Pair) string {
 	return pairs.NormalizeQuery(p.Query)
 }
 
-// limitQueries keeps the pairs of at most n queries (0: all), drawn by seed.
-func limitQueries(ps []pairs.Pair, n int, seed uint64) []pairs.Pair {
+// LimitQueries keeps the pairs of at most n queries (0: all), drawn by seed.
+func LimitQueries(ps []pairs.Pair, n int, seed uint64) []pairs.Pair {
 	var ids []string
 	seen := map[string]bool{}
 	for _, p := range ps {
@@ -229,7 +229,7 @@ func limitQueries(ps []pairs.Pair, n int, seed uint64) []pairs.Pair {
 		return ps
 	}
 	keep := map[string]bool{}
-	for _, i := range rand.New(rand.NewPCG(seed, 0x7a11)).Perm(len(ids))[:n] {
+	for _, i := range rand.New(rand.NewPCG(seed, 0xe7a1)).Perm(len(ids))[:n] {
 		keep[ids[i]] = true
 	}
 	var out []pairs.Pair
@@ -254,7 +254,8 @@ func samplePairs(ps []pairs.Pair, n int, seed uint64) []pairs.Pair {
 
 // Request is the plugin's fine-tune request for prepared pairs: train, and
 // the validation queries of val with BM25's top depth from ix as their
-// candidates, judged by val's labels. report is the data preparation's report.
+// candidates (without an index, their judged documents), judged by val's
+// labels. report is the data preparation's report.
 func Request(ctx context.Context, ix *search.Index, train, val []pairs.Pair, depth int, base, out string, cfg contract.TrainConfig, source string, report any) (contract.FinetuneRequest, error) {
 	req := contract.FinetuneRequest{BaseModel: base, OutDir: out, Config: cfg, DataSource: source}
 	var docs contract.DocTable
@@ -266,19 +267,24 @@ func Request(ctx context.Context, ix *search.Index, train, val []pairs.Pair, dep
 		id := queryID(vp)
 		i, ok := byID[id]
 		if !ok {
-			hits, _, err := ix.Search(ctx, vp.Query, depth, 0)
-			if err != nil {
-				return req, err
-			}
 			q := contract.ValQuery{QueryID: id, Query: vp.Query, Judged: map[string]int{}}
-			for _, h := range hits {
-				q.Candidates = append(q.Candidates, docs.Add(h.ID, dataset.DocText(h.Title, h.Text)))
+			if ix != nil {
+				hits, _, err := ix.Search(ctx, vp.Query, depth, 0)
+				if err != nil {
+					return req, err
+				}
+				for _, h := range hits {
+					q.Candidates = append(q.Candidates, docs.Add(h.ID, dataset.DocText(h.Title, h.Text)))
+				}
 			}
 			i = len(req.Validation)
 			byID[id] = i
 			req.Validation = append(req.Validation, q)
 		}
 		req.Validation[i].Judged[vp.DocID] = int(math.Round(vp.Label))
+		if ix == nil {
+			req.Validation[i].Candidates = append(req.Validation[i].Candidates, docs.Add(vp.DocID, vp.Text))
+		}
 	}
 	req.Docs = docs.Docs
 	rep, err := json.Marshal(report)
