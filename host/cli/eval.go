@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -58,7 +59,7 @@ candidates with a second checkpoint, and the two are compared (mean difference,
 Measures follow trec_eval: ndcg@k, mrr@k, map@k, recall@k, p@k.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			f.k1Set, f.bSet = cmd.Flags().Changed("k1"), cmd.Flags().Changed("b")
 			res, err := runEval(ctx, f, cmd.ErrOrStderr())

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -44,7 +45,7 @@ interrupted export leaves no partial file. --out - writes to stdout.`,
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			store, err := openClickLog(cmd.Flags())
 			if err != nil {
@@ -93,7 +94,7 @@ retention sees. Importing again adds nothing.`,
 				return err
 			}
 			defer f.Close()
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			store, err := openClickLog(cmd.Flags())
 			if err != nil {

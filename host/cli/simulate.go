@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -64,7 +65,7 @@ queries, users and click decisions at any concurrency.`,
 				progressbar.OptionOnCompletion(func() { fmt.Fprintln(stderr) }),
 			)
 			cfg.Progress = func(done int) { bar.Set(done) }
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			sum, err := simulate.Run(ctx, cfg)
 			bar.Finish()
