@@ -2,13 +2,10 @@ package cli
 
 import (
 	"context"
-	"io"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/rerankloop/rerank/configs"
 	"github.com/rerankloop/rerank/evalharness/dataset"
 	"github.com/rerankloop/rerank/host/simulate"
 )
@@ -18,32 +15,11 @@ import (
 // start, status and stop, and rollback, all with --host and --token.
 func TestLoopCommandsThroughTheHost(t *testing.T) {
 	plugin := buildPlugin(t)
-	data := t.TempDir()
-	if _, err := evalCLI(t, "index", "--dataset", scifactSample, "--data-dir", data); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("RERANK_CONFIG", "")
-	cfg, err := configs.Load(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DataDir, cfg.IndexDir, cfg.Listen, cfg.AdminToken = data, filepath.Join(data, "index"), "127.0.0.1:0", "s3cret"
+	cfg := sampleConfig(t, t.TempDir())
+	cfg.AdminToken = "s3cret"
 	cfg.Rerank.ModelPath, cfg.Rerank.PluginPath, cfg.Rerank.MaxLength, cfg.Rerank.Deadline = "../../plugin/testdata/tiny-ce", plugin, 64, 30*time.Second
 	cfg.Retrain.MinClicks, cfg.Retrain.LearningRate, cfg.Retrain.MaxLength, cfg.Retrain.EvalDepth = 10, 1e-3, 64, 10
-	ctx, cancel := context.WithCancel(context.Background())
-	ready, done := make(chan runningHost, 1), make(chan error, 1)
-	go func() { done <- serveHost(ctx, cfg, io.Discard, func(h runningHost) { ready <- h }) }()
-	var h runningHost
-	select {
-	case h = <-ready:
-	case err := <-done:
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	h, _ := serveInProcess(t, cfg)
 	host := "http://" + h.Addr
 	run := func(args ...string) string {
 		t.Helper()
@@ -72,7 +48,7 @@ func TestLoopCommandsThroughTheHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := simulate.Run(ctx, simulate.Config{Host: host, Queries: qs, Qrels: qrels, Users: 10, Searches: 100, Seed: 3, Behaviour: simulate.DefaultBehaviour(simulate.PBM)}); err != nil {
+	if _, err := simulate.Run(context.Background(), simulate.Config{Host: host, Queries: qs, Qrels: qrels, Users: 10, Searches: 100, Seed: 3, Behaviour: simulate.DefaultBehaviour(simulate.PBM)}); err != nil {
 		t.Fatal(err)
 	}
 	out := run("retrain")
@@ -92,7 +68,7 @@ func TestLoopCommandsThroughTheHost(t *testing.T) {
 	if _, err := evalCLI(t, "experiment", "start", "--control", "v1", "--treatment", "v2", "--host", host, "--token", "s3cret"); err == nil || !strings.Contains(err.Error(), "already running") {
 		t.Fatalf("a second experiment: %v", err)
 	}
-	if _, err := simulate.Run(ctx, simulate.Config{Host: host, Queries: qs, Qrels: qrels, Users: 10, Searches: 40, Seed: 4, Behaviour: simulate.DefaultBehaviour(simulate.PBM)}); err != nil {
+	if _, err := simulate.Run(context.Background(), simulate.Config{Host: host, Queries: qs, Qrels: qrels, Users: 10, Searches: 40, Seed: 4, Behaviour: simulate.DefaultBehaviour(simulate.PBM)}); err != nil {
 		t.Fatal(err)
 	}
 	if out := run("experiment", "status"); !strings.Contains(out, "e1 (running): split") || !strings.Contains(out, "control v1") || !strings.Contains(out, "MRR difference") {

@@ -2,12 +2,9 @@ package cli
 
 import (
 	"context"
-	"io"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/rerankloop/rerank/configs"
 	"github.com/rerankloop/rerank/evalharness/dataset"
 	"github.com/rerankloop/rerank/host/simulate"
 )
@@ -17,9 +14,6 @@ import (
 func TestRetrainCommandLocal(t *testing.T) {
 	plugin := buildPlugin(t)
 	data := t.TempDir()
-	if _, err := evalCLI(t, "index", "--dataset", scifactSample, "--data-dir", data); err != nil {
-		t.Fatal(err)
-	}
 	for k, v := range map[string]string{
 		"RERANK_CONFIG": "", "RERANK_RERANK_MODEL_PATH": "../../plugin/testdata/tiny-ce", "RERANK_RERANK_PLUGIN_PATH": plugin,
 		"RERANK_RERANK_MAX_LENGTH": "64", "RERANK_RERANK_DEADLINE": "30s", "RERANK_RETRAIN_MIN_CLICKS": "10",
@@ -27,28 +21,14 @@ func TestRetrainCommandLocal(t *testing.T) {
 	} {
 		t.Setenv(k, v)
 	}
-	cfg, err := configs.Load(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DataDir, cfg.IndexDir, cfg.Listen = data, filepath.Join(data, "index"), "127.0.0.1:0"
 
 	// Users search and click on a running host, which then stops.
-	ctx, cancel := context.WithCancel(context.Background())
-	ready, done := make(chan runningHost, 1), make(chan error, 1)
-	go func() { done <- serveHost(ctx, cfg, io.Discard, func(h runningHost) { ready <- h }) }()
-	var h runningHost
-	select {
-	case h = <-ready:
-	case err := <-done:
-		cancel()
-		t.Fatal(err)
-	}
+	h, stop := serveInProcess(t, sampleConfig(t, data))
 	b, _ := dataset.OpenBEIR(scifactSample)
 	qs, qrels, _ := b.SplitQueries("train")
-	_, err = simulate.Run(ctx, simulate.Config{Host: "http://" + h.Addr, Queries: qs, Qrels: qrels, Users: 5, Searches: 80, Seed: 2, Behaviour: simulate.DefaultBehaviour(simulate.PBM)})
-	cancel() // serve drains the impressions answered before their commit
-	if serr := <-done; err != nil || serr != nil {
+	_, err := simulate.Run(context.Background(), simulate.Config{Host: "http://" + h.Addr, Queries: qs, Qrels: qrels, Users: 5, Searches: 80, Seed: 2, Behaviour: simulate.DefaultBehaviour(simulate.PBM)})
+	// stop waits while serve drains the impressions answered before their commit
+	if serr := stop(); err != nil || serr != nil {
 		t.Fatal(err, serr)
 	}
 

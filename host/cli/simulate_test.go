@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,9 +18,9 @@ import (
 	"github.com/rerankloop/rerank/host/simulate"
 )
 
-// serveInProcess indexes the sample into data and runs the real serve path
-// on 127.0.0.1 until the returned stop is called.
-func serveInProcess(t *testing.T, data string) (base string, stop func()) {
+// sampleConfig indexes the SciFact sample into data and returns the built-in
+// configuration (with the environment's overrides) serving it on 127.0.0.1.
+func sampleConfig(t *testing.T, data string) configs.Config {
 	t.Helper()
 	if _, err := evalCLI(t, "index", "--dataset", scifactSample, "--data-dir", data); err != nil {
 		t.Fatal(err)
@@ -30,34 +31,43 @@ func serveInProcess(t *testing.T, data string) (base string, stop func()) {
 		t.Fatal(err)
 	}
 	cfg.DataDir, cfg.IndexDir, cfg.Listen = data, filepath.Join(data, "index"), "127.0.0.1:0"
+	return cfg
+}
+
+// serveInProcess runs the real serve path for cfg in this process until stop
+// (called at cleanup too), which returns serve's error once it has drained.
+func serveInProcess(t *testing.T, cfg configs.Config) (h runningHost, stop func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	addr, done := make(chan string, 1), make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, io.Discard, func(a string) { addr <- a }) }()
+	ready, done := make(chan runningHost, 1), make(chan error, 1)
+	go func() { done <- serveHost(ctx, cfg, io.Discard, func(h runningHost) { ready <- h }) }()
 	select {
-	case a := <-addr:
-		base = "http://" + a
+	case h = <-ready:
 	case err := <-done:
 		cancel()
 		t.Fatalf("serve: %v", err)
 	}
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			err = <-done
+		})
+		return err
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
 			t.Errorf("serve: %v", err)
 		}
-	}
-	t.Cleanup(stop)
-	return base, stop
+	})
+	return h, stop
 }
 
 func TestSimulateCommand(t *testing.T) {
 	data := t.TempDir()
-	base, stop := serveInProcess(t, data)
+	h, stop := serveInProcess(t, sampleConfig(t, data))
+	base := "http://" + h.Addr
 
 	out, err := evalCLI(t, "simulate", "--host", base, "--dataset", scifactSample, "--users", "4",
 		"--click-model", "cascade", "--seed", "3", "--searches", "60", "--concurrency", "3")
@@ -102,7 +112,7 @@ func TestSimulateCommand(t *testing.T) {
 		}
 	}
 
-	// The simulated clicks are in the host's click log.
+	// The simulated clicks are in the host's click log (serve's error, if any, is reported at cleanup).
 	stop()
 	store, err := clicklog.Open(data, clicklog.Options{})
 	if err != nil {
