@@ -108,7 +108,7 @@ func BenchmarkForward(b *testing.B) {
 					b.Fatal(err)
 				}
 				l, _ := e.lookup("")
-				r := &request{}
+				r := &request{ctx: context.Background()}
 				var pairs []pair
 				for i, p := range ps {
 					enc, err := tok.EncodePair(p.Query, p.Text, maxLen)
@@ -118,6 +118,7 @@ func BenchmarkForward(b *testing.B) {
 					pairs = append(pairs, pair{enc: enc, req: r, doc: i})
 				}
 				r.scores = make([]float32, len(pairs))
+				r.pairs = pairs
 				flops := 0.0
 				sorted := append([]pair(nil), pairs...)
 				sort.SliceStable(sorted, func(i, j int) bool { return len(sorted[i].enc.IDs) > len(sorted[j].enc.IDs) })
@@ -129,7 +130,7 @@ func BenchmarkForward(b *testing.B) {
 				start := time.Now()
 				for i := 0; i < b.N; i++ {
 					var err error
-					e.onThread(func() { err = e.score(l, append([]pair(nil), pairs...)) })
+					e.onThread(func() { err = e.score(l, []*request{r}) })
 					if err != nil {
 						b.Fatal(err)
 					}

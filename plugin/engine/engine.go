@@ -209,38 +209,58 @@ func (e *Engine) collect(first *request) []*request {
 }
 
 // process scores the pairs of reqs model by model, longest first, in
-// batches padded to their own longest pair.
+// batches padded to their own longest pair. Each request is answered exactly
+// once: its done channel has one slot and nobody reads a second answer, so a
+// second send would block the model thread for good.
 func (e *Engine) process(reqs []*request) {
-	byModel := map[string][]pair{}
+	byModel := map[string][]*request{}
 	for _, r := range reqs {
 		if err := r.ctx.Err(); err != nil {
 			r.done <- err
 			continue
 		}
-		byModel[r.model] = append(byModel[r.model], r.pairs...)
+		byModel[r.model] = append(byModel[r.model], r)
 	}
-	for name, pairs := range byModel {
+	for name, rs := range byModel {
 		// Resolved here, not when queued, so a swap between the two never
 		// fails a request: it is scored by whichever model serves now.
 		l, err := e.lookup(name)
 		if err == nil {
-			err = e.score(l, pairs)
+			err = e.score(l, rs)
 		}
-		for _, r := range reqs {
-			if r.model == name {
-				if l != nil {
-					r.version = l.info.Version
-				}
+		for _, r := range rs {
+			if l != nil {
+				r.version = l.info.Version
+			}
+			if cerr := r.ctx.Err(); cerr != nil {
+				r.done <- cerr
+			} else {
 				r.done <- err
 			}
 		}
 	}
 }
 
-func (e *Engine) score(l *loaded, pairs []pair) error {
+// score runs the pairs of rs in batches. Cancellation is checked before
+// every forward pass: the pairs of a request nobody waits for any more are
+// dropped, so an abandoned window does not hold the model thread.
+func (e *Engine) score(l *loaded, rs []*request) error {
+	var pairs []pair
+	for _, r := range rs {
+		pairs = append(pairs, r.pairs...)
+	}
 	sort.SliceStable(pairs, func(i, j int) bool { return len(pairs[i].enc.IDs) > len(pairs[j].enc.IDs) })
-	for start := 0; start < len(pairs); start += e.opts.BatchSize {
-		chunk := pairs[start:min(start+e.opts.BatchSize, len(pairs))]
+	chunk := make([]pair, 0, e.opts.BatchSize)
+	for next := 0; next < len(pairs); {
+		chunk = chunk[:0]
+		for ; next < len(pairs) && len(chunk) < e.opts.BatchSize; next++ {
+			if pairs[next].req.ctx.Err() == nil {
+				chunk = append(chunk, pairs[next])
+			}
+		}
+		if len(chunk) == 0 {
+			break
+		}
 		encs := make([]tokenize.Pair, len(chunk))
 		for i, p := range chunk {
 			encs[i] = p.enc

@@ -1,0 +1,142 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rerankloop/rerank/plugin/contract"
+)
+
+// searchDeadline is the host's production rerank deadline; a model thread
+// that cannot answer a health call within it has failed every search.
+const searchDeadline = 500 * time.Millisecond
+
+func loadTiny(t *testing.T, opts Options) *Engine {
+	t.Helper()
+	e := newEngine(t, opts)
+	if _, err := e.Load(context.Background(), contract.LoadRequest{Path: "../testdata/tiny-ce", Version: "tiny", Serve: true}); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func assertResponsive(t *testing.T, e *Engine) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), searchDeadline)
+	defer cancel()
+	if err := e.Health(ctx); err != nil {
+		t.Fatalf("model thread not responsive within %v: %v", searchDeadline, err)
+	}
+	if _, err := e.Rerank(ctx, contract.RerankRequest{Query: "aspirin", Documents: []contract.Document{{ID: "a", Text: "aspirin and the heart"}}}); err != nil {
+		t.Fatalf("rerank after the batch: %v", err)
+	}
+}
+
+// A cancelled request and a live one for the same model in one batch: each
+// is answered once and the model thread goes on serving.
+func TestCancelledAndLiveRequestsInOneBatch(t *testing.T) {
+	// The long wait makes the model thread collect both queued requests.
+	e := loadTiny(t, Options{MaxLength: 64, BatchSize: 64, MaxWait: 200 * time.Millisecond})
+	for round := range 20 {
+		cancelled, cancel := context.WithCancel(context.Background())
+		cancel()
+		dead := &request{ctx: cancelled, scores: []float32{0}, done: make(chan error, 1)}
+		live := &request{ctx: context.Background(), scores: []float32{0}, done: make(chan error, 1)}
+		for _, r := range []*request{dead, live} {
+			p, err := e.models["tiny"].tok.EncodePair("query", fmt.Sprint("document ", round), 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.pairs = []pair{{enc: p, req: r}}
+		}
+		if round%2 == 1 { // either order in the batch
+			dead, live = live, dead
+		}
+		e.queue <- dead
+		e.queue <- live
+		if round%2 == 1 {
+			dead, live = live, dead
+		}
+		if err := <-dead.done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("round %d: cancelled request answered %v", round, err)
+		}
+		if err := <-live.done; err != nil || live.version != "tiny" {
+			t.Fatalf("round %d: live request answered %v (version %q)", round, err, live.version)
+		}
+		assertResponsive(t, e)
+	}
+}
+
+// Many concurrent callers, a random half of whom give up at random times:
+// afterwards the model thread still answers within the search deadline.
+func TestRandomCancellationsNeverWedgeTheModelThread(t *testing.T) {
+	e := loadTiny(t, Options{MaxLength: 64, BatchSize: 8, MaxWait: 5 * time.Millisecond})
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 10 {
+		var wg sync.WaitGroup
+		for i := range 40 {
+			timeout := time.Hour
+			if rng.IntN(2) == 0 {
+				timeout = time.Duration(rng.IntN(3000)) * time.Microsecond
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), timeout)
+				defer cancel()
+				docs := []contract.Document{{ID: "a", Text: fmt.Sprint("text ", i)}, {ID: "b", Text: "other text"}}
+				_, err := e.Rerank(ctx, contract.RerankRequest{Query: "q", Documents: docs})
+				if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("round %d call %d: %v", round, i, err)
+				}
+			}()
+		}
+		wg.Wait()
+		assertResponsive(t, e)
+	}
+}
+
+// A window nobody waits for any more is dropped between forward passes, so
+// the model thread is free again within the search deadline instead of
+// scoring a thousand documents one by one.
+func TestCancelledWindowStopsBetweenForwardPasses(t *testing.T) {
+	e := loadTiny(t, Options{MaxLength: 512, BatchSize: 1})
+	docs := make([]contract.Document, 1000)
+	for i := range docs {
+		docs[i] = contract.Document{ID: fmt.Sprint(i), Text: strings.Repeat(fmt.Sprint("word", i, " "), 600)}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := e.Rerank(ctx, contract.RerankRequest{Query: "q", Documents: docs})
+		errc <- err
+	}()
+	waitBusy(t, e)
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled call returned %v", err)
+	}
+	assertResponsive(t, e)
+}
+
+// waitBusy returns once the model thread is scoring: it no longer takes a
+// health call at once.
+func waitBusy(t *testing.T, e *Engine) {
+	t.Helper()
+	for start := time.Now(); time.Since(start) < time.Minute; {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+		err := e.Health(ctx)
+		cancel()
+		if err != nil {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("the model thread never got busy")
+}
