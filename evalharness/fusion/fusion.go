@@ -339,3 +339,15 @@ func Fit(method string, queries []Query, grid []float64) (Params, []GridPoint, e
 	out.NDCG10 = pick.NDCG10
 	return out, points, nil
 }
+
+// String describes p in a report: "minmax a=0.30" or "rrf a=0.50 k=60".
+func (p Params) String() string {
+	if p.Method == RRF {
+		k := p.RRFK
+		if k == 0 {
+			k = DefaultRRFK
+		}
+		return fmt.Sprintf("rrf a=%.2f k=%g", p.BM25Weight, k)
+	}
+	return fmt.Sprintf("minmax a=%.2f", p.BM25Weight)
+}

@@ -20,6 +20,9 @@ const (
 	FirstStage = "first_stage" // BM25, or a flat file's own order
 	Baseline   = "baseline"    // --baseline-model
 	Candidate  = "candidate"   // --model
+	// ModelAlone suffixes the role of a fused model's own ranking, reported
+	// beside the fused one (which keeps the plain role the gate reads).
+	ModelAlone = "_model"
 )
 
 // DefaultMeasures are computed on every evaluation; ndcg@10 is what the gate reads.

@@ -147,3 +147,27 @@ func newBar(w io.Writer, n int, label string) *progressbar.ProgressBar {
 		progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }),
 	)
 }
+
+// Fuse combines the first stage's scores with a model's run, query by query,
+// as fuse says (e.g. fusion.Params.Fuse); candidates the model did not score
+// keep its lowest score.
+func (p *Pool) Fuse(model trec.Run, fuse func(first, model []float64) []float64) trec.Run {
+	run := make(trec.Run, len(p.Queries))
+	for _, q := range p.Queries {
+		cands := p.Candidates[q.ID]
+		first, scores := make([]float64, len(cands)), make([]float64, len(cands))
+		for i, c := range cands {
+			first[i] = c.Score
+			var ok bool
+			if scores[i], ok = model[q.ID][c.ID]; !ok {
+				scores[i] = math.Inf(-1)
+			}
+		}
+		m := make(map[string]float64, len(cands))
+		for i, s := range fuse(first, scores) {
+			m[cands[i].ID] = s
+		}
+		run[q.ID] = m
+	}
+	return run
+}

@@ -325,7 +325,7 @@ func (d *demo) baseModel(ctx context.Context, dir, indexDir string) (string, err
 	}
 	if enc != "" && !d.o.tiny {
 		dst := filepath.Join(dir, "models", "base")
-		initialised, err := checkpoint.FromEncoder(enc, dst, d.o.seed)
+		initialised, err := checkpoint.Init(enc, dst, checkpoint.CrossEncoder, d.o.seed)
 		if err != nil {
 			return "", fmt.Errorf("building the base model from %s: %w", enc, err)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/rerankloop/rerank/configs"
 	"github.com/rerankloop/rerank/evalharness/compare"
 	"github.com/rerankloop/rerank/evalharness/dataset"
+	"github.com/rerankloop/rerank/evalharness/fusion"
 	"github.com/rerankloop/rerank/evalharness/metrics"
 	"github.com/rerankloop/rerank/evalharness/report"
 	"github.com/rerankloop/rerank/evalharness/runner"
@@ -38,6 +39,10 @@ type evalFlags struct {
 	resamples              int
 	seed                   uint64
 	plugin                 pluginclient.Options
+	// fuse: "" (the model's fusion.json if any), "none", "auto" or a weight.
+	fuse, fuseMethod, fitSplit string
+	fitQueries                 int
+	saveFusion                 bool
 }
 
 func init() {
@@ -56,7 +61,14 @@ query's candidates are its rows, first-stage order is the file's order.
 --model reranks the first stage's top --depth; --baseline-model scores the same
 candidates with a second checkpoint, and the two are compared (mean difference,
 95% CI by paired bootstrap, p by paired randomization, wins/ties/losses).
-Measures follow trec_eval: ndcg@k, mrr@k, map@k, recall@k, p@k.`,
+Measures follow trec_eval: ndcg@k, mrr@k, map@k, recall@k, p@k.
+
+A model's score is fused with BM25's as serving does it (per-query min-max,
+weight a on BM25; or --fuse-method rrf): with the fusion.json beside the
+checkpoint by default, --fuse none for the model alone, --fuse 0.3 for a given
+a, or --fuse auto to fit a on the --fit-split queries of a BEIR folder (never
+the evaluated split) and, with --save-fusion, keep it beside the checkpoint.
+A fused model is reported twice: alone (role <role>_model) and fused (<role>).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -99,6 +111,11 @@ Measures follow trec_eval: ndcg@k, mrr@k, map@k, recall@k, p@k.`,
 	fl.Float64Var(&f.b, "b", 0.4, "BM25 b (unset: the configuration's bm25.b)")
 	fl.IntVar(&f.resamples, "resamples", compare.DefaultResamples, "bootstrap resamples and randomization rounds")
 	fl.Uint64Var(&f.seed, "seed", 1, "seed of the bootstrap and randomization test")
+	fl.StringVar(&f.fuse, "fuse", "", "fusion with BM25: none, auto, or the weight a on BM25 in [0,1] (default: the model's fusion.json, else none)")
+	fl.StringVar(&f.fuseMethod, "fuse-method", fusion.MinMax, "minmax (weighted sum of per-query min-max scores) or rrf (reciprocal rank fusion)")
+	fl.StringVar(&f.fitSplit, "fit-split", "train", "BEIR split whose queries --fuse auto fits a on")
+	fl.IntVar(&f.fitQueries, "fit-queries", 0, "fit on this many of them, a seeded sample (0: all)")
+	fl.BoolVar(&f.saveFusion, "save-fusion", false, "write the fitted fusion to fusion.json beside the checkpoint(s)")
 	pluginFlags(fl, &f.plugin)
 	rootCmd.AddCommand(cmd)
 }
@@ -116,6 +133,10 @@ func runEval(ctx context.Context, f evalFlags, stderr io.Writer) (*report.Result
 	if f.baseline != "" && f.model == "" {
 		return nil, fmt.Errorf("--baseline-model needs --model: it is what the candidate is compared with")
 	}
+	fuse, err := parseFuse(f)
+	if err != nil {
+		return nil, err
+	}
 	st, err := os.Stat(f.dataset)
 	if err != nil {
 		return nil, fmt.Errorf("--dataset: %w", err)
@@ -126,10 +147,14 @@ func runEval(ctx context.Context, f evalFlags, stderr io.Writer) (*report.Result
 		first = "file order"
 		meta  = report.Meta{Dataset: filepath.Base(filepath.Clean(f.dataset)), Depth: f.depth}
 	)
+	var fit *fitData
 	if st.IsDir() {
 		meta.Split = f.split
-		pool, qrels, first, err = bm25Pool(ctx, f, stderr)
+		pool, qrels, first, fit, err = bm25Pool(ctx, f, fuse.auto && f.model != "", stderr)
 	} else {
+		if fuse.auto {
+			return nil, fmt.Errorf("--fuse auto needs a BEIR folder: a flat judgments file has no split to fit on")
+		}
 		var js []dataset.Judgment
 		js, err = dataset.ReadJudgments(f.dataset)
 		if err == nil {
@@ -160,11 +185,22 @@ func runEval(ctx context.Context, f evalFlags, stderr io.Writer) (*report.Result
 			if _, err := client.Load(ctx, contract.LoadRequest{Path: m.path, Version: m.role}); err != nil {
 				return nil, fmt.Errorf("load %s model %s: %w", m.role, m.path, err)
 			}
-			run, err := runner.Rerank(ctx, pool, retrain.ModelScorer{Reranker: client, Model: m.role}, m.role, stderr)
+			scorer := retrain.ModelScorer{Reranker: client, Model: m.role}
+			run, err := runner.Rerank(ctx, pool, scorer, m.role, stderr)
 			if err != nil {
 				return nil, err
 			}
-			systems = append(systems, report.System{Role: m.role, Name: filepath.Base(filepath.Clean(m.path)), Run: run})
+			name := filepath.Base(filepath.Clean(m.path))
+			p, fused, err := fuse.params(ctx, m.path, scorer, fit, stderr)
+			if err != nil {
+				return nil, err
+			}
+			if !fused {
+				systems = append(systems, report.System{Role: m.role, Name: name, Run: run})
+				continue
+			}
+			systems = append(systems, report.System{Role: m.role + report.ModelAlone, Name: name + " alone", Run: run},
+				report.System{Role: m.role, Name: fmt.Sprintf("%s fused (%s)", name, p), Run: pool.Fuse(run, p.Fuse)})
 		}
 	}
 
@@ -181,19 +217,39 @@ func runEval(ctx context.Context, f evalFlags, stderr io.Writer) (*report.Result
 	return report.Compute(meta, qrels, systems, f.metric, compare.Options{Resamples: f.resamples, Seed: f.seed})
 }
 
-// bm25Pool retrieves the candidates of a BEIR split's queries with BM25.
-func bm25Pool(ctx context.Context, f evalFlags, stderr io.Writer) (*runner.Pool, dataset.Qrels, string, error) {
+// fitData is what --fuse auto fits on: the fit split's BM25 candidates.
+type fitData struct {
+	pool  *runner.Pool
+	qrels dataset.Qrels
+	name  string
+}
+
+// bm25Pool retrieves the candidates of a BEIR split's queries with BM25 and,
+// with fit set, those of the --fit-split queries too.
+func bm25Pool(ctx context.Context, f evalFlags, fit bool, stderr io.Writer) (*runner.Pool, dataset.Qrels, string, *fitData, error) {
 	b, err := dataset.OpenBEIR(f.dataset)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, nil, "", nil, err
 	}
 	queries, qrels, err := b.SplitQueries(f.split)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, nil, "", nil, err
+	}
+	var fd *fitData
+	if fit {
+		if f.fitSplit == f.split {
+			return nil, nil, "", nil, fmt.Errorf("--fit-split %s is the evaluated split: fit the fusion on other queries", f.split)
+		}
+		fq, fqrels, err := b.SplitQueries(f.fitSplit)
+		if err != nil {
+			return nil, nil, "", nil, fmt.Errorf("--fuse auto: %w", err)
+		}
+		fq = sampleQueries(fq, f.fitQueries, f.seed)
+		fd = &fitData{pool: &runner.Pool{Queries: fq}, qrels: fqrels, name: fmt.Sprintf("%s %s (%d queries)", filepath.Base(filepath.Clean(f.dataset)), f.fitSplit, len(fq))}
 	}
 	cfg, err := configs.Load(nil)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, nil, "", nil, err
 	}
 	if !f.k1Set {
 		f.k1 = cfg.BM25.K1
@@ -202,16 +258,22 @@ func bm25Pool(ctx context.Context, f evalFlags, stderr io.Writer) (*runner.Pool,
 		f.b = cfg.BM25.B
 	}
 	if err := search.SetBM25(f.k1, f.b); err != nil {
-		return nil, nil, "", err
+		return nil, nil, "", nil, err
 	}
 	idx, cleanup, err := evalIndex(ctx, b, f, cfg.BM25.Analyzer, stderr)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, nil, "", nil, err
 	}
 	defer cleanup()
 	name := fmt.Sprintf("bm25 (%s, k1 %g, b %g)", idx.Meta().Analyzer, f.k1, f.b)
-	pool, err := runner.Retrieve(ctx, queries, retrain.BM25Stage{Index: idx}, f.depth, stderr)
-	return pool, qrels, name, err
+	stage := retrain.BM25Stage{Index: idx}
+	if fd != nil {
+		if fd.pool, err = runner.Retrieve(ctx, fd.pool.Queries, stage, f.depth, stderr); err != nil {
+			return nil, nil, "", nil, err
+		}
+	}
+	pool, err := runner.Retrieve(ctx, queries, stage, f.depth, stderr)
+	return pool, qrels, name, fd, err
 }
 
 // evalIndex opens --index if it holds an index, else builds one there or, with

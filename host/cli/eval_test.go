@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/rerankloop/rerank/evalharness/dataset"
+	"github.com/rerankloop/rerank/evalharness/fusion"
 	"github.com/rerankloop/rerank/evalharness/metrics"
 	"github.com/rerankloop/rerank/evalharness/report"
 	"github.com/rerankloop/rerank/evalharness/trec"
@@ -135,5 +136,58 @@ func TestEvalErrors(t *testing.T) {
 		if _, err := evalCLI(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: error %v, want %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+// --fuse auto fits a on the train split, keeps it beside the model with
+// --save-fusion, and reports the model alone and fused; a later eval of the
+// same model fuses with the saved weight by default, --fuse none not at all.
+func TestEvalFusesWithBM25(t *testing.T) {
+	plugin := buildPlugin(t)
+	dir := t.TempDir()
+	model, index := filepath.Join(dir, "tiny-bi"), filepath.Join(dir, "index")
+	if _, err := evalCLI(t, "model", "init", "--tiny", "--kind", "bi-encoder", "--out", model); err != nil {
+		t.Fatal(err)
+	}
+	common := []string{"eval", "--dataset", scifactSample, "--index", index, "--model", model, "--depth", "20",
+		"--plugin", plugin, "--device", "cpu", "--max-length", "64", "--json"}
+	for _, bad := range [][]string{{"--fuse", "1.5"}, {"--fuse", "auto", "--fit-split", "test"}, {"--save-fusion"}, {"--fuse", "0.3", "--fuse-method", "borda"}} {
+		if _, err := evalCLI(t, append(common, bad...)...); err == nil {
+			t.Errorf("%v: no error", bad)
+		}
+	}
+	out, err := evalCLI(t, append(common, "--fuse", "auto", "--fit-queries", "20", "--save-fusion")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res report.Result
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	saved, found, err := fusion.Read(model)
+	if err != nil || !found || !strings.Contains(saved.FittedOn, "train (20 queries)") {
+		t.Fatalf("fusion.json: %+v %v %v", saved, found, err)
+	}
+	var roles []string
+	for _, s := range res.Systems {
+		roles = append(roles, s.Role)
+	}
+	if strings.Join(roles, ",") != "first_stage,candidate_model,candidate" {
+		t.Fatalf("systems %v", roles)
+	}
+	bm25, alone, fused := res.Systems[0].Means["ndcg@10"], res.Systems[1].Means["ndcg@10"], res.Systems[2].Means["ndcg@10"]
+	// a = 1 is BM25 itself and a = 0 the model alone, so a fitted a is one of
+	// them or in between; the tiny random model is far below BM25.
+	if alone >= bm25 || (saved.BM25Weight == 1) != (fused == bm25) {
+		t.Errorf("bm25 %.4f, model alone %.4f, fused %.4f at %s", bm25, alone, fused, saved)
+	}
+	// The saved weight is used by default; --fuse none reports the model alone.
+	out, err = evalCLI(t, common...)
+	if err != nil || !strings.Contains(out, "fused ("+saved.String()+")") {
+		t.Errorf("default eval does not fuse with the saved weight: %v\n%s", err, out)
+	}
+	out, err = evalCLI(t, append(common, "--fuse", "none")...)
+	if err != nil || strings.Contains(out, "fused") {
+		t.Errorf("--fuse none: %v\n%s", err, out)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -125,7 +126,11 @@ func serveHost(ctx context.Context, cfg configs.Config, logw io.Writer, ready fu
 		go ctrl.RunSchedule(ctx)
 	}
 
-	srv, err := server.New(server.Options{Index: ix, Reranker: reranker, Log: store, Config: cfg, Logger: logger, Metrics: metrics, Loop: loop})
+	opts := server.Options{Index: ix, Reranker: reranker, Log: store, Config: cfg, Logger: logger, Metrics: metrics, Loop: loop}
+	if loop != nil {
+		opts.Fusion = loop.Fusion
+	}
+	srv, err := server.New(opts)
 	if err != nil {
 		return err
 	}
@@ -184,6 +189,7 @@ func startLoop(ctx context.Context, cfg configs.Config, ix *search.Index, store 
 	pc, err := pluginclient.Start(ctx, pluginclient.Options{
 		PluginPath: cfg.Rerank.PluginPath, ModelPath: v.Checkpoint, ModelVersion: v.ID,
 		Device: cfg.Rerank.Device, Threads: cfg.Rerank.Threads, MaxLength: cfg.Rerank.MaxLength, Log: logger,
+		EmbeddingCache: filepath.Join(cfg.DataDir, "embeddings"),
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("start the reranker with version %s (unset rerank.model_path to serve BM25 only): %w", v.ID, err)

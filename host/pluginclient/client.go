@@ -46,6 +46,9 @@ type Options struct {
 	Window    bool
 	Stride    int
 	Seed      uint64
+	// EmbeddingCache is where bi-encoders keep document embeddings across
+	// restarts (empty: a temporary folder per plugin process).
+	EmbeddingCache string
 
 	// CallTimeout is the deadline of a call whose context has none (default 30 s).
 	CallTimeout time.Duration
@@ -167,6 +170,9 @@ func (c *Client) args() []string {
 	}
 	if o.Seed > 0 {
 		add("seed", strconv.FormatUint(o.Seed, 10))
+	}
+	if o.EmbeddingCache != "" {
+		add("embedding-cache", o.EmbeddingCache)
 	}
 	return a
 }

@@ -28,6 +28,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/rerankloop/rerank/evalharness/fusion"
 	"github.com/rerankloop/rerank/evalharness/gate"
 	"github.com/rerankloop/rerank/host/clicklog"
 )
@@ -79,6 +80,9 @@ type Version struct {
 	Data            Window             `json:"data"`
 	Hyperparameters map[string]any     `json:"hyperparameters,omitempty"`
 	Metrics         map[string]float64 `json:"metrics,omitempty"`
+	// Fusion is how this version's scores are fused with BM25's (the
+	// fusion.json beside its checkpoint when registered); nil: the model alone.
+	Fusion *fusion.Params `json:"fusion,omitempty"`
 	// Gate is the gate's decision (evalharness/gate.Decision) as JSON; see
 	// GateDecision.
 	Gate    json.RawMessage `json:"gate,omitempty"`

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 
 	"github.com/rerankloop/rerank/configs"
+	"github.com/rerankloop/rerank/evalharness/fusion"
 	"github.com/rerankloop/rerank/host/clicklog"
 	"github.com/rerankloop/rerank/host/interleave"
 	"github.com/rerankloop/rerank/host/registry"
@@ -74,6 +75,9 @@ type Controller struct {
 
 	evals evalCache
 
+	fusionMu sync.Mutex
+	fusions  map[string]*fusion.Params // by version; nil: the model alone
+
 	ctx    context.Context // ends with Close: stops a running retrain
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -103,6 +107,39 @@ func New(ctx context.Context, o Options) (*Controller, error) {
 		c.logger.Info("experiment resumed", "id", e.ID, "method", e.Method, "control", e.Control, "treatment", e.Treatment)
 	}
 	return c, nil
+}
+
+// Fusion is how a version's scores are fused with BM25's when it ranks a
+// search: the registry's record, else the fusion.json beside its checkpoint;
+// false for the model alone. Looked up once per version.
+func (c *Controller) Fusion(version string) (fusion.Params, bool) {
+	c.fusionMu.Lock()
+	defer c.fusionMu.Unlock()
+	if p, ok := c.fusions[version]; ok {
+		return derefFusion(p)
+	}
+	var p *fusion.Params
+	if v, err := c.reg.Get(version); err != nil {
+		c.logger.Warn("fusion of an unknown version: the model alone ranks", "version", version, "err", err)
+	} else if v.Fusion != nil {
+		p = v.Fusion
+	} else if fu, ok, err := fusion.Read(v.Checkpoint); err != nil {
+		c.logger.Warn("unreadable fusion: the model alone ranks", "version", version, "err", err)
+	} else if ok {
+		p = &fu
+	}
+	if c.fusions == nil {
+		c.fusions = map[string]*fusion.Params{}
+	}
+	c.fusions[version] = p
+	return derefFusion(p)
+}
+
+func derefFusion(p *fusion.Params) (fusion.Params, bool) {
+	if p == nil {
+		return fusion.Params{}, false
+	}
+	return *p, true
 }
 
 // Close cancels a running retrain and waits for it to end.
@@ -152,7 +189,15 @@ func Bootstrap(reg *registry.Registry, modelPath string, logger *slog.Logger) (r
 		}
 	}
 	if !found {
-		if v, err = reg.Register(registry.Version{Checkpoint: abs, CheckpointHash: hash, Note: "base model (rerank.model_path)"}); err != nil {
+		fu, ok, err := fusion.Read(abs)
+		if err != nil {
+			return v, fmt.Errorf("rerank.model_path: %w", err)
+		}
+		base := registry.Version{Checkpoint: abs, CheckpointHash: hash, Note: "base model (rerank.model_path)"}
+		if ok {
+			base.Fusion = &fu
+		}
+		if v, err = reg.Register(base); err != nil {
 			return v, err
 		}
 	}

@@ -278,11 +278,26 @@ func (s *Server) rerank(ctx context.Context, query string, hits []search.Hit, wi
 		s.logger.Warn("rerank failed; answering in BM25 order", "reason", reason, "err", err)
 		return hits, nil, ""
 	}
+	// The version's fusion with BM25 (if any) orders the window; the model's
+	// own score is what the hit and the click log report.
+	final := make([]float64, window)
+	for i, sc := range res.Scores {
+		final[i] = float64(sc)
+	}
+	if s.fusion != nil {
+		if p, ok := s.fusion(res.ModelVersion); ok {
+			first := make([]float64, window)
+			for i, h := range hits[:window] {
+				first[i] = h.Score
+			}
+			final = p.Fuse(first, final)
+		}
+	}
 	order := make([]int, window)
 	for i := range order {
 		order[i] = i
 	}
-	sort.SliceStable(order, func(a, b int) bool { return res.Scores[order[a]] > res.Scores[order[b]] })
+	sort.SliceStable(order, func(a, b int) bool { return final[order[a]] > final[order[b]] })
 	out := make([]search.Hit, 0, len(hits))
 	scores := make(map[string]float64, window)
 	for _, i := range order {

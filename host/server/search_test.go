@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rerankloop/rerank/configs"
+	"github.com/rerankloop/rerank/evalharness/fusion"
 	"github.com/rerankloop/rerank/plugin/contract"
 )
 
@@ -268,5 +269,46 @@ func TestPage(t *testing.T) {
 	}
 	if code, _ := do(t, "POST", e.url+"/", "{}", &res); code != 405 {
 		t.Errorf("POST /: %d %v", code, res)
+	}
+}
+
+// A version with a fusion orders the window by the fused score: a = 1 gives
+// BM25's order back, a = 0 the model's, and the hits still carry the
+// model's own score.
+func TestSearchFusesWithBM25(t *testing.T) {
+	hits, _, err := sampleIndex(t).Search(context.Background(), claim, 20, 0)
+	if err != nil || len(hits) != 20 {
+		t.Fatalf("%d hits, %v", len(hits), err)
+	}
+	first, model := make([]float64, 20), make([]float64, 20)
+	for i, h := range hits {
+		first[i], model[i] = h.Score, float64(overlapScore(claim, docText(h.Title, h.Text)))
+	}
+	orders := map[string]bool{}
+	for _, a := range []float64{0, 0.5, 1} {
+		p := fusion.Params{Method: fusion.MinMax, BM25Weight: a}
+		e := start(t, setup{reranker: &overlapReranker{}, fusion: func(version string) (fusion.Params, bool) {
+			return p, version == "overlap-v1"
+		}})
+		var res SearchResponse
+		do(t, "GET", e.url+"/search?"+url.Values{"q": {claim}, "size": {"20"}, "k": {"20"}}.Encode(), "", &res)
+		if !res.Reranked || len(res.Hits) != 20 {
+			t.Fatalf("a=%v: %+v", a, res)
+		}
+		var got []string
+		for i, j := range fusion.Order(p.Fuse(first, model)) {
+			h := res.Hits[i]
+			got = append(got, h.ID)
+			if h.ID != hits[j].ID || *h.RerankScore != model[j] {
+				t.Fatalf("a=%v: rank %d is %s (score %v); the fused order wants %s (model score %v)", a, i+1, h.ID, *h.RerankScore, hits[j].ID, model[j])
+			}
+			if a == 1 && h.BM25Rank != h.Rank {
+				t.Fatalf("a=1 must keep BM25 order: rank %d has BM25 rank %d", h.Rank, h.BM25Rank)
+			}
+		}
+		orders[strings.Join(got, ",")] = true
+	}
+	if len(orders) != 3 {
+		t.Fatalf("a = 0, 0.5 and 1 gave %d distinct orders: the test cannot tell them apart", len(orders))
 	}
 }

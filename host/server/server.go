@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rerankloop/rerank/configs"
+	"github.com/rerankloop/rerank/evalharness/fusion"
 	"github.com/rerankloop/rerank/host/clicklog"
 	"github.com/rerankloop/rerank/host/retrain"
 	"github.com/rerankloop/rerank/host/search"
@@ -44,6 +45,9 @@ type Options struct {
 	// Loop retrains, swaps and runs experiments (admin endpoints, /models);
 	// nil when no reranker is configured: those endpoints answer 503.
 	Loop *retrain.Controller
+	// Fusion says how a version's scores are fused with BM25's (e.g.
+	// Loop.Fusion); nil, or false for a version: the model's order alone.
+	Fusion func(version string) (fusion.Params, bool)
 }
 
 // Server serves the HTTP API. Create it with New.
@@ -57,6 +61,7 @@ type Server struct {
 	mux      *http.ServeMux
 	pending  sync.WaitGroup // impressions answered before their commit
 	loop     *retrain.Controller
+	fusion   func(version string) (fusion.Params, bool)
 }
 
 // New builds a Server.
@@ -70,7 +75,7 @@ func New(o Options) (*Server, error) {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics()
 	}
-	s := &Server{ix: o.Index, reranker: o.Reranker, log: o.Log, cfg: o.Config, logger: o.Logger, metrics: o.Metrics, mux: http.NewServeMux(), loop: o.Loop}
+	s := &Server{ix: o.Index, reranker: o.Reranker, log: o.Log, cfg: o.Config, logger: o.Logger, metrics: o.Metrics, mux: http.NewServeMux(), loop: o.Loop, fusion: o.Fusion}
 	if rc, ok := o.Reranker.(restartCounter); ok {
 		s.metrics.watchRestarts(rc)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/rerankloop/rerank/configs"
 	"github.com/rerankloop/rerank/evalharness/dataset"
+	"github.com/rerankloop/rerank/evalharness/fusion"
 	"github.com/rerankloop/rerank/host/clicklog"
 	"github.com/rerankloop/rerank/host/search"
 	"github.com/rerankloop/rerank/plugin/contract"
@@ -110,6 +111,7 @@ type setup struct {
 	reranker contract.Reranker
 	noLog    bool
 	config   func(*configs.Config)
+	fusion   func(version string) (fusion.Params, bool)
 }
 
 func start(t testing.TB, s setup) *env {
@@ -131,7 +133,7 @@ func start(t testing.TB, s setup) *env {
 			t.Fatal(err)
 		}
 	}
-	srv, err := New(Options{Index: s.ix, Reranker: s.reranker, Log: store, Config: cfg, Metrics: m})
+	srv, err := New(Options{Index: s.ix, Reranker: s.reranker, Log: store, Config: cfg, Metrics: m, Fusion: s.fusion})
 	if err != nil {
 		t.Fatal(err)
 	}

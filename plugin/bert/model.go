@@ -88,6 +88,9 @@ func New(cfg checkpoint.Config, w map[string]checkpoint.Tensor, device gotch.Dev
 			outLnW: param(false, p+"output.LayerNorm.weight"), outLnB: param(false, p+"output.LayerNorm.bias"),
 		})
 	}
+	if cfg.Kind == checkpoint.BiEncoder {
+		return m, nil // embeddings come from pooling the last layer: no head
+	}
 	m.poolW = param(true, "bert.pooler.dense.weight")
 	m.poolB = param(false, "bert.pooler.dense.bias")
 	m.clsW = param(true, "classifier.weight")
@@ -103,7 +106,8 @@ type LoadReport struct {
 }
 
 // Load reads a Hugging Face checkpoint folder. A plain BertModel gets a fresh
-// pooler/classifier head from seed; the report says so.
+// pooler/classifier head from seed, and the report says so; a
+// sentence-transformers folder is a bi-encoder and needs no head.
 func Load(dir string, device gotch.Device, seed uint64) (*Model, LoadReport, error) {
 	cfg, err := checkpoint.ReadConfig(dir)
 	if err != nil {
@@ -112,6 +116,9 @@ func Load(dir string, device gotch.Device, seed uint64) (*Model, LoadReport, err
 	w, missing, err := checkpoint.ReadWeights(dir, cfg)
 	if err != nil {
 		return nil, LoadReport{}, err
+	}
+	if cfg.Kind == checkpoint.BiEncoder {
+		missing = nil
 	}
 	checkpoint.InitTensors(cfg, w, missing, seed)
 	m, err := New(cfg, w, device)
@@ -168,10 +175,12 @@ func (m *Model) Weights() (w map[string]checkpoint.Tensor, err error) {
 		get(l.outLnW, p+"output.LayerNorm.weight")
 		get(l.outLnB, p+"output.LayerNorm.bias")
 	}
-	get(m.poolW, "bert.pooler.dense.weight")
-	get(m.poolB, "bert.pooler.dense.bias")
-	get(m.clsW, "classifier.weight")
-	get(m.clsB, "classifier.bias")
+	if m.clsW != nil {
+		get(m.poolW, "bert.pooler.dense.weight")
+		get(m.poolB, "bert.pooler.dense.bias")
+		get(m.clsW, "classifier.weight")
+		get(m.clsB, "classifier.bias")
+	}
 	return w, nil
 }
 
@@ -214,6 +223,26 @@ const maskedScore = -math.MaxFloat32
 // autograd records the graph; the caller frees the result.
 func (m *Model) Forward(b Batch, train bool) (logits *ts.Tensor, err error) {
 	defer Guard(&err)
+	if m.clsW == nil {
+		return nil, fmt.Errorf("a %v has no classification head: it embeds, it does not score pairs", m.Cfg.Kind)
+	}
+	var s Scope
+	defer s.Free()
+	B := int64(b.Size)
+	x := s.Keep(m.encode(b, train))
+	cls := s.Keep(x.Select(1, 0, false))
+	pooled := s.Keep(s.Keep(ts.Linear(cls, m.poolW, m.poolB)).Tanh(false))
+	pooled = m.dropout(&s, pooled, "classifier_dropout", train)
+	out := s.Keep(ts.Linear(pooled, m.clsW, m.clsB))
+	logits = s.Keep(out.View([]int64{B}, false))
+	s.Free(logits)
+	return logits, nil
+}
+
+// encode runs embeddings and encoder layers: the last hidden state
+// [Size, Len, H], owned by the caller.
+func (m *Model) encode(b Batch, train bool) (x *ts.Tensor, err error) {
+	defer Guard(&err)
 	if len(b.IDs) != b.Size*b.Len || len(b.TypeIDs) != len(b.IDs) || len(b.Lengths) != b.Size {
 		return nil, fmt.Errorf("malformed batch: %d ids, %d type ids, %d lengths for %d x %d", len(b.IDs), len(b.TypeIDs), len(b.Lengths), b.Size, b.Len)
 	}
@@ -237,18 +266,11 @@ func (m *Model) Forward(b Batch, train bool) (logits *ts.Tensor, err error) {
 	var in, s Scope
 	defer in.Free()
 	defer s.Free()
-	onDevice := func(t *ts.Tensor, err error) *ts.Tensor {
-		t = in.Keep(t, err)
-		if m.Device != gotch.CPU {
-			t = in.Keep(t.To(m.Device, false))
-		}
-		return t
-	}
-	ids := onDevice(ts.NewTensorFromData(b.IDs, []int64{B, T}))
-	types := onDevice(ts.NewTensorFromData(b.TypeIDs, []int64{B, T}))
-	attnMask := onDevice(ts.NewTensorFromData(mask, []int64{B, 1, 1, T}))
+	ids := m.onDevice(&in, in.Keep(ts.NewTensorFromData(b.IDs, []int64{B, T})))
+	types := m.onDevice(&in, in.Keep(ts.NewTensorFromData(b.TypeIDs, []int64{B, T})))
+	attnMask := m.onDevice(&in, in.Keep(ts.NewTensorFromData(mask, []int64{B, 1, 1, T})))
 
-	x := s.Keep(ts.Embedding(m.wordEmb, ids, -1, false, false))
+	x = s.Keep(ts.Embedding(m.wordEmb, ids, -1, false, false))
 	x = s.Keep(x.Add(s.Keep(ts.Embedding(m.typeEmb, types, -1, false, false)), false))
 	x = s.Keep(x.Add(s.Keep(m.posEmb.Narrow(0, 0, T, false)), false))
 	x = s.Keep(ts.LayerNorm(x, []int64{H}, m.embLnW, m.embLnB, m.Cfg.LayerNormEps, false))
@@ -261,13 +283,55 @@ func (m *Model) Forward(b Batch, train bool) (logits *ts.Tensor, err error) {
 		s.Free()
 		x = s.Keep(next, nil)
 	}
-	cls := s.Keep(x.Select(1, 0, false))
-	pooled := s.Keep(s.Keep(ts.Linear(cls, m.poolW, m.poolB)).Tanh(false))
-	pooled = m.dropout(&s, pooled, "classifier_dropout", train)
-	out := s.Keep(ts.Linear(pooled, m.clsW, m.clsB))
-	logits = s.Keep(out.View([]int64{B}, false))
-	s.Free(logits)
-	return logits, nil
+	s.Free(x)
+	return x, nil
+}
+
+// onDevice moves an input tensor to the model's device, kept in s.
+func (m *Model) onDevice(s *Scope, t *ts.Tensor) *ts.Tensor {
+	if m.Device != gotch.CPU {
+		t = s.Keep(t.To(m.Device, false))
+	}
+	return t
+}
+
+// Embed returns one embedding per row of b, [Size, H]: the last hidden
+// state pooled over each row's real tokens as sentence.Pooling says (mean,
+// the [CLS] vector, or max), then L2-normalised if sentence.Normalize, as
+// sentence-transformers' Pooling and Normalize modules compute them.
+func (m *Model) Embed(b Batch, sentence checkpoint.Sentence, train bool) (emb *ts.Tensor, err error) {
+	defer Guard(&err)
+	var s Scope
+	defer s.Free()
+	B, T := int64(b.Size), int64(b.Len)
+	x := s.Keep(m.encode(b, train))
+	valid := make([]float32, b.Size*b.Len) // 1 on real tokens, 0 on padding
+	for i, n := range b.Lengths {
+		for j := range n {
+			valid[i*b.Len+j] = 1
+		}
+	}
+	mask := m.onDevice(&s, s.Keep(ts.NewTensorFromData(valid, []int64{B, T, 1})))
+	switch sentence.Pooling {
+	case checkpoint.PoolMean:
+		sum := s.Keep(s.Keep(x.Mul(mask, false)).SumDimIntlist([]int64{1}, false, gotch.Float, false))
+		count := s.Keep(s.Keep(mask.SumDimIntlist([]int64{1}, false, gotch.Float, false)).ClampMin(ts.FloatScalar(1e-9), false))
+		emb = s.Keep(sum.Div(count, false))
+	case checkpoint.PoolCLS:
+		emb = s.Keep(x.Select(1, 0, false))
+	case checkpoint.PoolMax:
+		// Padding gets -1e9 first, as sentence-transformers does.
+		pad := s.Keep(s.Keep(mask.SubScalar(ts.FloatScalar(1), false)).MulScalar(ts.FloatScalar(1e9), false))
+		emb = s.Keep(s.Keep(x.Add(pad, false)).Amax([]int64{1}, false, false))
+	default:
+		return nil, fmt.Errorf("pooling %q is not supported", sentence.Pooling)
+	}
+	if sentence.Normalize {
+		norm := s.Keep(s.Keep(emb.NormScalaroptDim(ts.FloatScalar(2), []int64{1}, true, false)).ClampMin(ts.FloatScalar(1e-12), false))
+		emb = s.Keep(emb.Div(norm, false))
+	}
+	s.Free(emb)
+	return emb, nil
 }
 
 func (m *Model) layer(l *layer, x, attnMask *ts.Tensor, B, T int64, train bool) (out *ts.Tensor, err error) {

@@ -127,7 +127,7 @@ func writeEncoder(t *testing.T, drop ...string) string {
 func TestFromEncoderInitialisesOnlyTheHead(t *testing.T) {
 	enc := writeEncoder(t)
 	out := filepath.Join(t.TempDir(), "ce")
-	initialised, err := FromEncoder(enc, out, 42)
+	initialised, err := Init(enc, out, CrossEncoder, 42)
 	if err != nil {
 		t.Fatal(err)
 	}

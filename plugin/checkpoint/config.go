@@ -27,9 +27,24 @@ type Kind int
 const (
 	// CrossEncoder is BertForSequenceClassification with one label.
 	CrossEncoder Kind = iota
-	// Encoder is a plain BertModel (e.g. all-MiniLM-L6-v2): the classifier must be initialised.
+	// Encoder is a plain BertModel: the classifier must be initialised to
+	// make it a cross-encoder.
 	Encoder
+	// BiEncoder is a BertModel saved by sentence-transformers (modules.json):
+	// it embeds query and document apart and compares the embeddings.
+	BiEncoder
 )
+
+// String names the kind as the CLI and the model info do.
+func (k Kind) String() string {
+	switch k {
+	case CrossEncoder:
+		return "cross-encoder"
+	case BiEncoder:
+		return "bi-encoder"
+	}
+	return "encoder"
+}
 
 // Config is the part of a BERT config.json the model needs. Raw keeps every
 // field so a saved checkpoint carries what it was loaded with.
@@ -45,7 +60,9 @@ type Config struct {
 	HiddenAct        string
 	LayerNormEps     float64
 	InitializerRange float64
-	Raw              map[string]any
+	// Sentence is a bi-encoder's pooling and similarity (zero otherwise).
+	Sentence Sentence
+	Raw      map[string]any
 }
 
 type configJSON struct {
@@ -96,6 +113,9 @@ func ReadConfig(dir string) (Config, error) {
 		cfg.Kind = CrossEncoder
 	case len(c.Architectures) == 0 || slices.Contains(c.Architectures, "BertModel"):
 		cfg.Kind = Encoder
+		if IsSentenceFolder(dir) {
+			cfg.Kind = BiEncoder
+		}
 	default:
 		return Config{}, fmt.Errorf("%s: architecture %v is not supported (want BertForSequenceClassification or BertModel)", path, c.Architectures)
 	}
@@ -111,7 +131,18 @@ func ReadConfig(dir string) (Config, error) {
 	if cfg.HiddenAct == "" {
 		cfg.HiddenAct = "gelu"
 	}
-	return cfg, cfg.validate(path)
+	if err := cfg.validate(path); err != nil {
+		return Config{}, err
+	}
+	if cfg.Kind == BiEncoder {
+		if cfg.Sentence, err = ReadSentence(dir); err != nil {
+			return Config{}, err
+		}
+		if err := cfg.Sentence.fit(dir, cfg); err != nil {
+			return Config{}, err
+		}
+	}
+	return cfg, nil
 }
 
 func (c Config) validate(path string) error {
@@ -133,16 +164,26 @@ func (c Config) validate(path string) error {
 	return nil
 }
 
-// CrossEncoderJSON is the config.json of the cross-encoder this Config
-// describes: the loaded fields kept, the architecture and label set to
+// JSON is the config.json of the model this Config describes: the loaded
+// fields kept; a cross-encoder's architecture and label set to
 // BertForSequenceClassification with one label so transformers and
-// sentence-transformers load it as a cross-encoder.
-func (c Config) CrossEncoderJSON() ([]byte, error) {
+// sentence-transformers load it as a cross-encoder, any other kind a BertModel.
+func (c Config) JSON() ([]byte, error) {
 	raw := map[string]any{}
 	for k, v := range c.Raw {
 		raw[k] = v
 	}
-	raw["architectures"] = []string{"BertForSequenceClassification"}
+	if c.Kind != CrossEncoder {
+		raw["architectures"] = []string{"BertModel"}
+		for _, k := range []string{"id2label", "label2id", "num_labels"} {
+			delete(raw, k)
+		}
+	} else {
+		raw["architectures"] = []string{"BertForSequenceClassification"}
+		raw["id2label"] = map[string]string{"0": "LABEL_0"}
+		raw["label2id"] = map[string]int{"LABEL_0": 0}
+		delete(raw, "num_labels")
+	}
 	raw["model_type"] = "bert"
 	raw["vocab_size"] = c.VocabSize
 	raw["hidden_size"] = c.HiddenSize
@@ -154,9 +195,6 @@ func (c Config) CrossEncoderJSON() ([]byte, error) {
 	raw["hidden_act"] = c.HiddenAct
 	raw["layer_norm_eps"] = c.LayerNormEps
 	raw["initializer_range"] = c.InitializerRange
-	raw["id2label"] = map[string]string{"0": "LABEL_0"}
-	raw["label2id"] = map[string]int{"LABEL_0": 0}
-	delete(raw, "num_labels")
 	return json.MarshalIndent(raw, "", "  ")
 }
 

@@ -2,7 +2,9 @@ package checkpoint
 
 import (
 	_ "embed"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -74,10 +76,13 @@ func WriteRandom(dir string, cfg Config, seed uint64) error {
 // WriteTiny writes a random tiny cross-encoder checkpoint drawn from seed.
 func WriteTiny(dir string, seed uint64) error { return WriteRandom(dir, TinyConfig(), seed) }
 
-// FromEncoder turns a plain BERT encoder folder (e.g. all-MiniLM-L6-v2) into
-// a cross-encoder folder whose missing head is drawn from seed. It returns the
-// tensors it initialised. A folder that is already a cross-encoder is copied.
-func FromEncoder(src, dst string, seed uint64) ([]string, error) {
+// Init builds a checkpoint of the given kind from an encoder folder (a
+// plain BertModel, a sentence-transformers folder or a cross-encoder):
+//   - CrossEncoder: a missing head is drawn from seed; Init returns the
+//     tensors it initialised. A cross-encoder is copied.
+//   - BiEncoder: no new weights; a sentence-transformers folder keeps its
+//     pooling and similarity, a plain encoder gets DefaultSentence.
+func Init(src, dst string, kind Kind, seed uint64) ([]string, error) {
 	cfg, err := ReadConfig(src)
 	if err != nil {
 		return nil, err
@@ -90,25 +95,58 @@ func FromEncoder(src, dst string, seed uint64) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoder %s: %w (a tokenizer.json is needed)", src, err)
 	}
-	InitTensors(cfg, w, missing, seed)
-	cfg.Kind = CrossEncoder
+	switch kind {
+	case CrossEncoder:
+		InitTensors(cfg, w, missing, seed)
+	case BiEncoder:
+		if cfg.Kind != BiEncoder {
+			cfg.Sentence = DefaultSentence(cfg)
+		}
+		missing = nil
+	default:
+		return nil, fmt.Errorf("cannot build a %v", kind)
+	}
+	cfg.Kind = kind
 	return missing, Write(dst, cfg, w, tok)
 }
 
-// Write saves a cross-encoder checkpoint: config.json, model.safetensors and tokenizer.json.
+// Write saves a checkpoint durably: model.safetensors, tokenizer.json, then
+// config.json and, for a bi-encoder, the sentence-transformers files (whose
+// modules.json comes last). A cross-encoder's tensors are named as
+// BertForSequenceClassification names them; a bi-encoder's as
+// sentence-transformers saves a BertModel (no "bert." prefix, no classifier).
 func Write(dir string, cfg Config, w map[string]Tensor, tokenizerJSON []byte) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	if cfg.Kind == BiEncoder {
+		plain := make(map[string]Tensor, len(w))
+		for n, t := range w {
+			if name, ok := strings.CutPrefix(n, "bert."); ok {
+				plain[name] = t
+			}
+		}
+		w = plain
+	}
 	if err := WriteSafetensors(filepath.Join(dir, WeightsFile), w); err != nil {
 		return err
 	}
-	b, err := cfg.CrossEncoderJSON()
+	if err := WriteFileDurable(filepath.Join(dir, TokenizerFile), tokenizerJSON); err != nil {
+		return err
+	}
+	b, err := cfg.JSON()
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, ConfigFile), b, 0o644); err != nil {
+	if err := WriteFileDurable(filepath.Join(dir, ConfigFile), b); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, TokenizerFile), tokenizerJSON, 0o644)
+	if cfg.Kind == BiEncoder {
+		return WriteSentence(dir, cfg.Sentence)
+	}
+	// A cross-encoder written over a bi-encoder folder must not keep its mark.
+	if err := os.Remove(filepath.Join(dir, ModulesFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }

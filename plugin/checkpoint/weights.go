@@ -80,7 +80,7 @@ func ReadWeights(dir string, cfg Config) (map[string]Tensor, []string, error) {
 	for _, n := range names {
 		t, ok := got[n]
 		if !ok {
-			if cfg.Kind == Encoder && slices.Contains(HeadTensors, n) {
+			if cfg.Kind != CrossEncoder && slices.Contains(HeadTensors, n) {
 				missing = append(missing, n)
 				continue
 			}

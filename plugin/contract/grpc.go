@@ -183,12 +183,12 @@ func (s *grpcServer) Health(ctx context.Context, _ *pb.HealthRequest) (*pb.Healt
 
 func infoToPB(m ModelInfo) *pb.ModelInfo {
 	return &pb.ModelInfo{Version: m.Version, ModelId: m.ModelID, Path: m.Path, CheckpointHash: m.CheckpointHash,
-		Device: m.Device, MaxLength: int32(m.MaxLength), Serving: m.Serving}
+		Device: m.Device, MaxLength: int32(m.MaxLength), Serving: m.Serving, Kind: m.Kind, EmbeddingCache: m.EmbeddingCache}
 }
 
 func infoFromPB(m *pb.ModelInfo) ModelInfo {
 	return ModelInfo{Version: m.Version, ModelID: m.ModelId, Path: m.Path, CheckpointHash: m.CheckpointHash,
-		Device: m.Device, MaxLength: int(m.MaxLength), Serving: m.Serving}
+		Device: m.Device, MaxLength: int(m.MaxLength), Serving: m.Serving, Kind: m.Kind, EmbeddingCache: m.EmbeddingCache}
 }
 
 // statusCodes maps the contract's errors to gRPC codes and back.

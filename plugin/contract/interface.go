@@ -61,6 +61,10 @@ type ModelInfo struct {
 	Device         string // "cpu" or "cuda:0"
 	MaxLength      int
 	Serving        bool
+	Kind           string // "cross-encoder" or "bi-encoder"
+	// EmbeddingCache is a bi-encoder's file of document embeddings, kept
+	// across restarts; it goes when its model version is deleted.
+	EmbeddingCache string
 }
 
 // Reranker is the interface the host programs against; the plugin implements it.

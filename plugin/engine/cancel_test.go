@@ -46,10 +46,11 @@ func TestCancelledAndLiveRequestsInOneBatch(t *testing.T) {
 	for round := range 20 {
 		cancelled, cancel := context.WithCancel(context.Background())
 		cancel()
-		dead := &request{ctx: cancelled, scores: []float32{0}, done: make(chan error, 1)}
-		live := &request{ctx: context.Background(), scores: []float32{0}, done: make(chan error, 1)}
+		l := e.models["tiny"]
+		dead := &request{ctx: cancelled, want: l, scores: []float32{0}, done: make(chan error, 1)}
+		live := &request{ctx: context.Background(), want: l, scores: []float32{0}, done: make(chan error, 1)}
 		for _, r := range []*request{dead, live} {
-			p, err := e.models["tiny"].tok.EncodePair("query", fmt.Sprint("document ", round), 64)
+			p, err := l.tok.EncodePair("query", fmt.Sprint("document ", round), 64)
 			if err != nil {
 				t.Fatal(err)
 			}

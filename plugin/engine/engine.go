@@ -5,9 +5,13 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -22,6 +26,7 @@ import (
 	"github.com/rerankloop/rerank/plugin/bert"
 	"github.com/rerankloop/rerank/plugin/checkpoint"
 	"github.com/rerankloop/rerank/plugin/contract"
+	"github.com/rerankloop/rerank/plugin/embcache"
 	"github.com/rerankloop/rerank/plugin/tokenize"
 )
 
@@ -47,7 +52,10 @@ type Options struct {
 	MaxQueryBytes int
 	// Seed initialises a fresh head when a plain encoder is loaded.
 	Seed uint64
-	Log  *slog.Logger
+	// CacheDir keeps bi-encoders' document embeddings across restarts, a
+	// file per model (see embcache); empty: a temporary folder removed by Close.
+	CacheDir string
+	Log      *slog.Logger
 }
 
 func (o *Options) defaults() {
@@ -77,29 +85,69 @@ func (o *Options) defaults() {
 	}
 }
 
-// loaded is one model with its tokenizer.
+// loaded is one model with its tokenizer and, for a bi-encoder, the cache
+// of its document embeddings.
 type loaded struct {
 	model *bert.Model
 	tok   *tokenize.Encoder
 	info  contract.ModelInfo
+	cache *embcache.Cache
 }
 
-// pair is one encoded (query, document or window) input.
+func (l *loaded) biEncoder() bool { return l.model.Cfg.Kind == checkpoint.BiEncoder }
+
+// free releases the weights and the model's hold on its cache; on the
+// model thread only.
+func (e *Engine) free(l *loaded) {
+	l.model.Free()
+	if l.cache == nil {
+		return
+	}
+	e.cacheMu.Lock()
+	defer e.cacheMu.Unlock()
+	ref := e.caches[l.cache.Path()]
+	if ref.refs--; ref.refs > 0 {
+		return
+	}
+	delete(e.caches, l.cache.Path())
+	if err := l.cache.Close(); err != nil {
+		e.opts.Log.Warn("closing the embedding cache", "err", err)
+	}
+}
+
+// cacheRef is an open embedding cache and how many loaded models use it:
+// two versions with the same weights (a rollback, an A/A experiment) share
+// one file, which bbolt lets only one handle open.
+type cacheRef struct {
+	c    *embcache.Cache
+	refs int
+}
+
+// pair is one encoded input: a (query, document or window) pair for a
+// cross-encoder, one text for a bi-encoder.
 type pair struct {
 	enc tokenize.Pair
 	req *request
-	doc int // index of the document in req
+	doc int // index of the document (cross-encoder) or text (bi-encoder) in req
 }
 
 type request struct {
-	ctx    context.Context
-	model  string // as requested: "" is whichever model serves
+	ctx   context.Context
+	model string // as requested: "" is whichever model serves
+	// want is the model whose tokenizer encoded the pairs; the model thread
+	// refuses the request with errModelChanged if another one serves by then.
+	want   *loaded
 	pairs  []pair
-	scores []float32 // per document; max over its windows
+	scores []float32   // cross-encoder: per document, max over its windows
+	vecs   [][]float32 // bi-encoder: per text, its embedding
 	done   chan error
 	// version is the model that scored it, set on the model thread.
 	version string
 }
+
+// errModelChanged: a swap happened between encoding and scoring; Rerank
+// encodes again for the model that serves now.
+var errModelChanged = errors.New("the model changed while the request was queued")
 
 // Engine implements contract.Reranker.
 type Engine struct {
@@ -114,13 +162,17 @@ type Engine struct {
 	calls chan func() // work that must run on the model thread (load, free)
 	stop  chan struct{}
 	wg    sync.WaitGroup
+	// tmpCache is the temporary CacheDir when none was given.
+	tmpCache string
+	cacheMu  sync.Mutex
+	caches   map[string]*cacheRef // by file
 }
 
 // New starts the model thread. Close stops it.
 func New(opts Options) (*Engine, error) {
 	opts.defaults()
 	e := &Engine{opts: opts, models: map[string]*loaded{},
-		queue: make(chan *request, 1024), calls: make(chan func()), stop: make(chan struct{})}
+		queue: make(chan *request, 1024), calls: make(chan func()), stop: make(chan struct{}), caches: map[string]*cacheRef{}}
 	switch opts.Device {
 	case "auto":
 		e.device = gotch.CudaIfAvailable()
@@ -133,6 +185,13 @@ func New(opts Options) (*Engine, error) {
 		e.device = gotch.CudaIfAvailable()
 	default:
 		return nil, fmt.Errorf("unknown device %q (want auto, cpu or cuda)", opts.Device)
+	}
+	if opts.CacheDir == "" {
+		dir, err := os.MkdirTemp("", "rerank-embeddings-")
+		if err != nil {
+			return nil, err
+		}
+		e.opts.CacheDir, e.tmpCache = dir, dir
 	}
 	started := make(chan struct{})
 	e.wg.Add(1)
@@ -154,13 +213,16 @@ func (e *Engine) Close() {
 	e.onThread(func() {
 		e.mu.Lock()
 		for _, l := range e.models {
-			l.model.Free()
+			e.free(l)
 		}
 		e.models = map[string]*loaded{}
 		e.mu.Unlock()
 	})
 	close(e.stop)
 	e.wg.Wait()
+	if e.tmpCache != "" {
+		os.RemoveAll(e.tmpCache)
+	}
 }
 
 // onThread runs fn on the model thread and waits for it.
@@ -226,6 +288,7 @@ func (e *Engine) process(reqs []*request) {
 		// fails a request: it is scored by whichever model serves now.
 		l, err := e.lookup(name)
 		if err == nil {
+			rs = e.current(l, rs)
 			err = e.score(l, rs)
 		}
 		for _, r := range rs {
@@ -239,6 +302,20 @@ func (e *Engine) process(reqs []*request) {
 			}
 		}
 	}
+}
+
+// current answers the requests encoded for another model than l with
+// errModelChanged and returns the others.
+func (e *Engine) current(l *loaded, rs []*request) []*request {
+	var keep []*request
+	for _, r := range rs {
+		if r.want != l {
+			r.done <- errModelChanged
+			continue
+		}
+		keep = append(keep, r)
+	}
+	return keep
 }
 
 // score runs the pairs of rs in batches. Cancellation is checked before
@@ -266,6 +343,12 @@ func (e *Engine) score(l *loaded, rs []*request) error {
 			encs[i] = p.enc
 		}
 		b := bert.NewBatch(encs, l.tok.PadID())
+		if l.biEncoder() {
+			if err := embed(l, b, chunk); err != nil {
+				return err
+			}
+			continue
+		}
 		logits, err := l.model.Forward(b, false)
 		if err != nil {
 			return err
@@ -285,20 +368,55 @@ func (e *Engine) score(l *loaded, rs []*request) error {
 	return nil
 }
 
-// Rerank tokenizes on the caller's goroutine, queues the pairs for the model
-// thread and waits for their scores or the context's end.
-func (e *Engine) Rerank(ctx context.Context, req contract.RerankRequest) (contract.RerankResponse, error) {
-	l, err := e.lookup(req.Model)
+// embed stores the embedding of each text of chunk in its request.
+func embed(l *loaded, b bert.Batch, chunk []pair) error {
+	t, err := l.model.Embed(b, l.model.Cfg.Sentence, false)
 	if err != nil {
-		return contract.RerankResponse{}, err
+		return err
 	}
-	if err := e.validate(req); err != nil {
-		return contract.RerankResponse{}, err
+	defer t.Drop()
+	dim := l.model.Cfg.Sentence.Dim
+	vals := make([]float32, b.Size*dim)
+	if err := t.CopyData(vals, uint(len(vals))); err != nil {
+		return err
 	}
-	r := &request{ctx: ctx, model: req.Model, scores: make([]float32, len(req.Documents)), done: make(chan error, 1)}
+	for i, p := range chunk {
+		p.req.vecs[p.doc] = vals[i*dim : (i+1)*dim : (i+1)*dim]
+	}
+	return nil
+}
+
+// Rerank tokenizes on the caller's goroutine, queues the inputs for the
+// model thread and waits for their scores or the context's end. A swap
+// between the two makes it encode again for the new model (at most twice).
+func (e *Engine) Rerank(ctx context.Context, req contract.RerankRequest) (contract.RerankResponse, error) {
+	for attempt := 0; ; attempt++ {
+		l, err := e.lookup(req.Model)
+		if err != nil {
+			return contract.RerankResponse{}, err
+		}
+		if err := e.validate(req); err != nil {
+			return contract.RerankResponse{}, err
+		}
+		var resp contract.RerankResponse
+		if l.biEncoder() {
+			resp, err = e.rerankBi(ctx, l, req)
+		} else {
+			resp, err = e.rerankCross(ctx, l, req)
+		}
+		if errors.Is(err, errModelChanged) && attempt < 2 {
+			continue
+		}
+		return resp, err
+	}
+}
+
+func (e *Engine) rerankCross(ctx context.Context, l *loaded, req contract.RerankRequest) (contract.RerankResponse, error) {
+	r := &request{ctx: ctx, model: req.Model, want: l, scores: make([]float32, len(req.Documents)), done: make(chan error, 1)}
 	for i, d := range req.Documents {
 		r.scores[i] = float32(-3.4e38)
 		var encs []tokenize.Pair
+		var err error
 		if e.opts.Window {
 			encs, err = l.tok.EncodePairWindows(req.Query, d.Text, e.opts.MaxLength, e.opts.Stride)
 		} else {
@@ -316,20 +434,110 @@ func (e *Engine) Rerank(ctx context.Context, req contract.RerankRequest) (contra
 	if len(r.pairs) == 0 {
 		return contract.RerankResponse{ModelVersion: l.info.Version, Scores: []float32{}, Ranking: []contract.Ranked{}}, nil
 	}
+	if err := e.submit(ctx, r); err != nil {
+		return contract.RerankResponse{}, err
+	}
+	return respond(req, r.scores, r.version), nil
+}
+
+// rerankBi embeds the query and the documents whose embeddings are not
+// cached yet, stores the new ones, and scores each document by the model's
+// similarity (cosine or dot product) to the query.
+func (e *Engine) rerankBi(ctx context.Context, l *loaded, req contract.RerankRequest) (contract.RerankResponse, error) {
+	keys := make([]embcache.Key, len(req.Documents))
+	for i, d := range req.Documents {
+		keys[i] = embcache.KeyOf(d.Text)
+	}
+	vecs, _, err := l.cache.Get(keys)
+	if errors.Is(err, embcache.ErrClosed) {
+		return contract.RerankResponse{}, errModelChanged // retired by a swap
+	}
+	if err != nil {
+		return contract.RerankResponse{}, fmt.Errorf("embedding cache of %s: %w", l.info.Version, err)
+	}
+	sentence := l.model.Cfg.Sentence
+	r := &request{ctx: ctx, model: req.Model, want: l, done: make(chan error, 1)}
+	add := func(text string) error {
+		p, err := l.tok.EncodeText(text, sentence.MaxSeqLength)
+		if err != nil {
+			return err
+		}
+		r.pairs = append(r.pairs, pair{enc: p, req: r, doc: len(r.pairs)})
+		return nil
+	}
+	if err := add(req.Query); err != nil {
+		return contract.RerankResponse{}, fmt.Errorf("%w: query: %v", contract.ErrInvalidRequest, err)
+	}
+	// missing maps a text's position in r.pairs to the documents that share it.
+	missing := map[embcache.Key]int{}
+	var newKeys []embcache.Key
+	for i, d := range req.Documents {
+		if vecs[i] != nil {
+			continue
+		}
+		if _, ok := missing[keys[i]]; ok {
+			continue
+		}
+		missing[keys[i]] = len(r.pairs)
+		newKeys = append(newKeys, keys[i])
+		if err := add(d.Text); err != nil {
+			return contract.RerankResponse{}, fmt.Errorf("%w: document %d (%q): %v", contract.ErrInvalidRequest, i, d.ID, err)
+		}
+	}
+	r.vecs = make([][]float32, len(r.pairs))
+	if err := e.submit(ctx, r); err != nil {
+		return contract.RerankResponse{}, err
+	}
+	if len(newKeys) > 0 {
+		fresh := make([][]float32, len(newKeys))
+		for i, k := range newKeys {
+			fresh[i] = r.vecs[missing[k]]
+		}
+		// The scores stand without the cache: a failed write costs time later, not this answer.
+		if err := l.cache.Put(newKeys, fresh); err != nil && !errors.Is(err, embcache.ErrClosed) {
+			e.opts.Log.Warn("storing document embeddings", "version", l.info.Version, "err", err)
+		}
+	}
+	q := r.vecs[0]
+	scores := make([]float32, len(req.Documents))
+	for i := range req.Documents {
+		d := vecs[i]
+		if d == nil {
+			d = r.vecs[missing[keys[i]]]
+		}
+		scores[i] = similarity(sentence.Similarity, q, d)
+	}
+	return respond(req, scores, r.version), nil
+}
+
+// similarity is the dot product or the cosine, each norm floored at 1e-12
+// as sentence-transformers' cos_sim (F.normalize) does.
+func similarity(fn string, q, d []float32) float32 {
+	var dot, qq, dd float64
+	for i := range q {
+		dot += float64(q[i]) * float64(d[i])
+		qq += float64(q[i]) * float64(q[i])
+		dd += float64(d[i]) * float64(d[i])
+	}
+	if fn == checkpoint.SimilarityDot {
+		return float32(dot)
+	}
+	return float32(dot / (max(math.Sqrt(qq), 1e-12) * max(math.Sqrt(dd), 1e-12)))
+}
+
+// submit queues r for the model thread and waits for its answer.
+func (e *Engine) submit(ctx context.Context, r *request) error {
 	select {
 	case e.queue <- r:
 	case <-ctx.Done():
-		return contract.RerankResponse{}, ctx.Err()
+		return ctx.Err()
 	}
 	select {
 	case err := <-r.done:
-		if err != nil {
-			return contract.RerankResponse{}, err
-		}
+		return err
 	case <-ctx.Done():
-		return contract.RerankResponse{}, ctx.Err()
+		return ctx.Err()
 	}
-	return respond(req, r.scores, r.version), nil
 }
 
 func (e *Engine) validate(req contract.RerankRequest) error {
@@ -426,14 +634,25 @@ func (e *Engine) Load(ctx context.Context, req contract.LoadRequest) (contract.M
 	if err != nil {
 		return contract.ModelInfo{}, err
 	}
+	var cache *embcache.Cache
+	if m.Cfg.Kind == checkpoint.BiEncoder {
+		if cache, err = e.openCache(req.Path, hash, m.Cfg); err != nil {
+			e.onThread(m.Free)
+			return contract.ModelInfo{}, err
+		}
+	}
 	if len(report.Initialised) > 0 {
 		e.opts.Log.Warn("checkpoint is a plain encoder: initialised a fresh classification head from the seed; scores are meaningless until it is fine-tuned",
 			"path", req.Path, "tensors", report.Initialised, "seed", e.opts.Seed)
 	}
-	l := &loaded{model: m, tok: tok, info: contract.ModelInfo{
+	l := &loaded{model: m, tok: tok, cache: cache, info: contract.ModelInfo{
 		Version: version, ModelID: fmt.Sprintf("bert L%d H%d", m.Cfg.NumLayers, m.Cfg.HiddenSize),
-		Path: req.Path, CheckpointHash: hash, Device: e.Device(),
+		Path: req.Path, CheckpointHash: hash, Device: e.Device(), Kind: m.Cfg.Kind.String(),
 		MaxLength: min(e.opts.MaxLength, m.Cfg.MaxPositions)}}
+	if cache != nil {
+		l.info.MaxLength = m.Cfg.Sentence.MaxSeqLength
+		l.info.EmbeddingCache = cache.Path()
+	}
 	e.mu.Lock()
 	var retired []*loaded
 	if old, ok := e.models[version]; ok {
@@ -453,7 +672,7 @@ func (e *Engine) Load(ctx context.Context, req contract.LoadRequest) (contract.M
 	if len(retired) > 0 {
 		e.onThread(func() {
 			for _, old := range retired {
-				old.model.Free()
+				e.free(old)
 			}
 		})
 	}
@@ -475,12 +694,56 @@ func (e *Engine) Unload(_ context.Context, version string) error {
 	}
 	delete(e.models, version)
 	e.mu.Unlock()
-	e.onThread(l.model.Free)
+	e.onThread(func() { e.free(l) })
 	return nil
+}
+
+// openCache opens the embedding cache of a bi-encoder. Its name covers
+// everything an embedding depends on besides the text: the weights, the
+// tokenizer and the pooling settings, so no entry is ever reused for
+// another model.
+func (e *Engine) openCache(dir, weightsHash string, cfg checkpoint.Config) (*embcache.Cache, error) {
+	tok, err := os.ReadFile(filepath.Join(dir, checkpoint.TokenizerFile))
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%+v\n", weightsHash, cfg.Sentence)
+	h.Write(tok)
+	if err := os.MkdirAll(e.opts.CacheDir, 0o755); err != nil {
+		return nil, fmt.Errorf("embedding cache: %w", err)
+	}
+	id := hex.EncodeToString(h.Sum(nil))[:32]
+	e.cacheMu.Lock()
+	defer e.cacheMu.Unlock()
+	for _, ref := range e.caches {
+		if filepath.Base(ref.c.Path()) == id+embcache.Ext {
+			ref.refs++
+			return ref.c, nil
+		}
+	}
+	c, err := embcache.Open(e.opts.CacheDir, id, cfg.Sentence.Dim)
+	if err != nil {
+		return nil, fmt.Errorf("embedding cache of %s: %w (delete the file to rebuild it)", dir, err)
+	}
+	e.caches[c.Path()] = &cacheRef{c: c, refs: 1}
+	return c, nil
 }
 
 // warm runs one small forward so the first real request pays no set-up cost.
 func warm(m *bert.Model, tok *tokenize.Encoder) error {
+	if m.Cfg.Kind == checkpoint.BiEncoder {
+		p, err := tok.EncodeText("warm up the model", 16)
+		if err != nil {
+			return err
+		}
+		emb, err := m.Embed(bert.NewBatch([]tokenize.Pair{p}, tok.PadID()), m.Cfg.Sentence, false)
+		if err != nil {
+			return err
+		}
+		emb.Drop()
+		return nil
+	}
 	p, err := tok.EncodePair("warm up", "the model", 16)
 	if err != nil {
 		return err

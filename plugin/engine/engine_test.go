@@ -156,6 +156,7 @@ func miniLMCrossEncoder(t testing.TB, encoder string) string {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
+	cfg.Kind = checkpoint.CrossEncoder // the encoder's folder is a sentence-transformers bi-encoder
 	if err := checkpoint.Write(dir, cfg, w, tok); err != nil {
 		t.Fatal(err)
 	}

@@ -201,6 +201,22 @@ func (e *Encoder) EncodePair(query, doc string, maxLen int) (Pair, error) {
 	return e.assemble(q[:nq], d[:nd]), nil
 }
 
+// EncodeText encodes one text as sentence-transformers feeds a bi-encoder:
+// [CLS] text [SEP], token types 0, cut to maxLen tokens with [SEP] kept
+// last. An empty text gives [CLS] [SEP], as it does there.
+func (e *Encoder) EncodeText(text string, maxLen int) (Pair, error) {
+	if maxLen < 3 {
+		return Pair{}, fmt.Errorf("tokenize: maxLen %d is below 3 ([CLS], [SEP] and one token)", maxLen)
+	}
+	ids, err := e.ids(text, "text", maxLen-2)
+	if err != nil {
+		return Pair{}, err
+	}
+	p := Pair{IDs: make([]int64, 0, len(ids)+2), TypeIDs: make([]int64, len(ids)+2)}
+	p.IDs = append(append(append(p.IDs, e.cls), ids...), e.sep)
+	return p, nil
+}
+
 // EncodePairWindows covers a long document with several pairs instead of cutting
 // it off: the document's tokens are split into windows of maxLen-3-len(query)
 // tokens, consecutive windows sharing stride tokens, each paired with the query.

