@@ -14,6 +14,12 @@ const (
 	// LossListwise is a softmax cross-entropy over each query's pairs in a
 	// batch, the target distribution proportional to the labels.
 	LossListwise = "listwise"
+	// LossContrastive trains a bi-encoder (its only loss, and its default):
+	// softmax cross-entropy over scaled cosine similarities of each query to
+	// its positive, the batch's other positives and the mined hard negatives
+	// (sentence-transformers' MultipleNegativesRankingLoss), weighted by
+	// label and pair weight.
+	LossContrastive = "contrastive"
 )
 
 // Why a fine-tune stopped (FinetuneResult.Stopped).
@@ -68,6 +74,9 @@ type ValQuery struct {
 	QueryID, Query string
 	Candidates     []int
 	Judged         map[string]int
+	// Scores are the first stage's scores of Candidates (nil: unknown); a
+	// bi-encoder is validated fused with them.
+	Scores []float64
 }
 
 // FinetuneRequest trains BaseModel (a checkpoint folder) into OutDir.

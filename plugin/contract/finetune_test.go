@@ -13,7 +13,7 @@ func TestFinetuneMessagesRoundTrip(t *testing.T) {
 			Patience: 3, Seed: 42, Loss: LossListwise, PosWeight: 2, LabelMax: 4, WarmupRatio: 0.1, WeightDecay: 0.01, MaxGradNorm: 1, DivergenceFactor: 10},
 		Docs:       []Document{{ID: "d1", Text: "one"}, {ID: "d2", Text: "two"}},
 		Train:      []TrainPair{{QueryID: "q", Query: "query", Doc: 1, Label: 3, Weight: 1.5}},
-		Validation: []ValQuery{{QueryID: "v", Query: "val", Candidates: []int{1, 0}, Judged: map[string]int{"d1": 2, "d9": 1}}}}
+		Validation: []ValQuery{{QueryID: "v", Query: "val", Candidates: []int{1, 0}, Judged: map[string]int{"d1": 2, "d9": 1}, Scores: []float64{7.5, 3}}}}
 	if got := finetuneFromPB(finetuneToPB(req)); !reflect.DeepEqual(got, req) {
 		t.Errorf("request\n%+v\nbecame\n%+v", req, got)
 	}

@@ -130,7 +130,7 @@ func finetuneToPB(r FinetuneRequest) *pb.FinetuneRequest {
 		out.Train[i] = &pb.TrainPair{QueryId: p.QueryID, Query: p.Query, Doc: int32(p.Doc), Label: p.Label, Weight: p.Weight}
 	}
 	for i, q := range r.Validation {
-		v := &pb.ValQuery{QueryId: q.QueryID, Query: q.Query, Candidates: make([]int32, len(q.Candidates)), Judged: make(map[string]int32, len(q.Judged))}
+		v := &pb.ValQuery{QueryId: q.QueryID, Query: q.Query, Candidates: make([]int32, len(q.Candidates)), Judged: make(map[string]int32, len(q.Judged)), Scores: q.Scores}
 		for j, c := range q.Candidates {
 			v.Candidates[j] = int32(c)
 		}
@@ -157,7 +157,7 @@ func finetuneFromPB(in *pb.FinetuneRequest) FinetuneRequest {
 		r.Train[i] = TrainPair{QueryID: p.QueryId, Query: p.Query, Doc: int(p.Doc), Label: p.Label, Weight: p.Weight}
 	}
 	for i, q := range in.Validation {
-		v := ValQuery{QueryID: q.QueryId, Query: q.Query, Candidates: make([]int, len(q.Candidates)), Judged: make(map[string]int, len(q.Judged))}
+		v := ValQuery{QueryID: q.QueryId, Query: q.Query, Candidates: make([]int, len(q.Candidates)), Judged: make(map[string]int, len(q.Judged)), Scores: q.Scores}
 		for j, c := range q.Candidates {
 			v.Candidates[j] = int(c)
 		}

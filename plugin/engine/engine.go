@@ -505,25 +505,11 @@ func (e *Engine) rerankBi(ctx context.Context, l *loaded, req contract.RerankReq
 		if d == nil {
 			d = r.vecs[missing[keys[i]]]
 		}
-		scores[i] = similarity(sentence.Similarity, q, d)
+		scores[i] = bert.Similarity(sentence.Similarity, q, d)
 	}
 	return respond(req, scores, r.version), nil
 }
 
-// similarity is the dot product or the cosine, each norm floored at 1e-12
-// as sentence-transformers' cos_sim (F.normalize) does.
-func similarity(fn string, q, d []float32) float32 {
-	var dot, qq, dd float64
-	for i := range q {
-		dot += float64(q[i]) * float64(d[i])
-		qq += float64(q[i]) * float64(q[i])
-		dd += float64(d[i]) * float64(d[i])
-	}
-	if fn == checkpoint.SimilarityDot {
-		return float32(dot)
-	}
-	return float32(dot / (max(math.Sqrt(qq), 1e-12) * max(math.Sqrt(dd), 1e-12)))
-}
 
 // submit queues r for the model thread and waits for its answer.
 func (e *Engine) submit(ctx context.Context, r *request) error {

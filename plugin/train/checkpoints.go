@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/rerankloop/rerank/evalharness/fusion"
+	"github.com/rerankloop/rerank/plugin/checkpoint"
 	"github.com/rerankloop/rerank/plugin/contract"
 )
 
@@ -96,7 +98,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
+	return checkpoint.WriteFileDurable(path, append(b, '\n'))
 }
 
 // saveCheckpoint writes checkpoint-<step> (weights, config, tokenizer and
@@ -115,10 +117,19 @@ func (t *trainer) saveCheckpoint() error {
 	if err := writeJSON(filepath.Join(tmp, StateFile), t.st); err != nil {
 		return err
 	}
+	if t.fusion != nil {
+		if err := fusion.Write(tmp, *t.fusion); err != nil {
+			return err
+		}
+	}
 	if err := os.RemoveAll(final); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, final); err != nil {
+		return err
+	}
+	// The new checkpoint is durable before any older one goes.
+	if err := checkpoint.SyncDir(t.out); err != nil {
 		return err
 	}
 	t.lastSaved = t.st.Step

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/rerankloop/rerank/plugin/checkpoint"
 	"github.com/rerankloop/rerank/plugin/contract"
 )
 
@@ -56,7 +57,7 @@ func settle(c contract.TrainConfig, labels []float64) (contract.TrainConfig, []s
 	def(&c.MaxGradNorm, DefaultMaxGradNorm)
 	def(&c.DivergenceFactor, DefaultDivergenceFactor)
 	if c.Loss == "" {
-		c.Loss = contract.LossBCE
+		c.Loss = contract.LossBCE // a bi-encoder's default is set once the model is loaded (lossFor)
 	}
 	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 	switch {
@@ -70,8 +71,8 @@ func settle(c contract.TrainConfig, labels []float64) (contract.TrainConfig, []s
 		return c, nil, fmt.Errorf("max length %d is too short for a (query, document) pair", c.MaxLength)
 	case c.EvalSteps < 1 || c.Patience < 0:
 		return c, nil, fmt.Errorf("eval steps must be at least 1 and patience not negative, got %d and %d", c.EvalSteps, c.Patience)
-	case c.Loss != contract.LossBCE && c.Loss != contract.LossListwise:
-		return c, nil, fmt.Errorf("loss %q: want %s or %s", c.Loss, contract.LossBCE, contract.LossListwise)
+	case c.Loss != contract.LossBCE && c.Loss != contract.LossListwise && c.Loss != contract.LossContrastive:
+		return c, nil, fmt.Errorf("loss %q: want %s, %s or %s", c.Loss, contract.LossBCE, contract.LossListwise, contract.LossContrastive)
 	case c.PosWeight < 0 || !finite(c.PosWeight):
 		return c, nil, fmt.Errorf("positive weight must not be negative, got %g", c.PosWeight)
 	case !(c.WarmupRatio >= 0 && c.WarmupRatio < 1):
@@ -124,4 +125,20 @@ func (s Schedule) LR(k int) float64 {
 		return s.Peak * float64(k) / float64(max(1, s.Warmup))
 	}
 	return s.Peak * max(0, float64(s.Total-k)/float64(max(1, s.Total-s.Warmup)))
+}
+
+// lossFor checks the loss against the model's kind: a bi-encoder trains
+// contrastively (its default), a cross-encoder never does.
+func lossFor(requested string, kind checkpoint.Kind) (string, error) {
+	switch {
+	case kind == checkpoint.BiEncoder && (requested == "" || requested == contract.LossContrastive):
+		return contract.LossContrastive, nil
+	case kind == checkpoint.BiEncoder:
+		return "", fmt.Errorf("a bi-encoder trains with the %s loss, not %s", contract.LossContrastive, requested)
+	case requested == contract.LossContrastive:
+		return "", fmt.Errorf("the %s loss is for bi-encoders; this model is a %v", contract.LossContrastive, kind)
+	case requested == "":
+		return contract.LossBCE, nil
+	}
+	return requested, nil
 }

@@ -19,7 +19,8 @@ import (
 
 // example is one encoded training pair.
 type example struct {
-	enc    tokenize.Pair
+	enc    tokenize.Pair // the pair; for a bi-encoder, the document alone
+	query  tokenize.Pair // a bi-encoder's query alone
 	target float32 // label / LabelMax, the BCE target
 	label  float64
 	weight float32
@@ -83,9 +84,11 @@ func parallel(n int, fn func(i int) error) error {
 	return first
 }
 
-// encodeTrain tokenizes the training pairs. Pairs that cannot be encoded
-// (a query without any token) are skipped and reported.
-func encodeTrain(tok *tokenize.Encoder, req contract.FinetuneRequest, c contract.TrainConfig) ([]example, []string, error) {
+// encodeTrain tokenizes the training pairs; with textLen > 0 (a
+// bi-encoder) query and document apart, each cut to textLen tokens. Pairs
+// that cannot be encoded (a query without any token) are skipped and
+// reported.
+func encodeTrain(tok *tokenize.Encoder, req contract.FinetuneRequest, c contract.TrainConfig, textLen int) ([]example, []string, error) {
 	for i, p := range req.Train {
 		if p.Doc < 0 || p.Doc >= len(req.Docs) {
 			return nil, nil, fmt.Errorf("%w: training pair %d names document %d of %d", contract.ErrInvalidRequest, i, p.Doc, len(req.Docs))
@@ -95,9 +98,17 @@ func encodeTrain(tok *tokenize.Encoder, req contract.FinetuneRequest, c contract
 		}
 	}
 	encs := make([]tokenize.Pair, len(req.Train))
+	queries := make([]tokenize.Pair, len(req.Train))
 	errs := make([]error, len(req.Train))
 	parallel(len(req.Train), func(i int) error {
 		p := req.Train[i]
+		if textLen > 0 {
+			queries[i], errs[i] = encodeQueryText(tok, p.Query, textLen)
+			if errs[i] == nil {
+				encs[i], errs[i] = tok.EncodeText(req.Docs[p.Doc].Text, textLen)
+			}
+			return nil
+		}
 		encs[i], errs[i] = encodePair(tok, p.Query, req.Docs[p.Doc].Text, c.MaxLength, c.Window)
 		return nil
 	})
@@ -122,7 +133,7 @@ func encodeTrain(tok *tokenize.Encoder, req contract.FinetuneRequest, c contract
 		if w == 0 {
 			w = 1
 		}
-		out = append(out, example{enc: encs[i], target: float32(p.Label / c.LabelMax), label: p.Label, weight: float32(w), group: g})
+		out = append(out, example{enc: encs[i], query: queries[i], target: float32(p.Label / c.LabelMax), label: p.Label, weight: float32(w), group: g})
 	}
 	var warn []string
 	if len(skipped) > 0 {
@@ -140,6 +151,9 @@ func encodeTrain(tok *tokenize.Encoder, req contract.FinetuneRequest, c contract
 // without a positive label (they carry no listwise signal) and packs
 // shuffled units into batches.
 func plan(ex []example, c contract.TrainConfig) [][]step {
+	if c.Loss == contract.LossContrastive {
+		return planContrastive(ex, c)
+	}
 	epochs := make([][]step, c.Epochs)
 	var byGroup [][]int
 	if c.Loss == contract.LossListwise {
@@ -204,18 +218,18 @@ type valSet struct {
 	pairs   []valPair
 	order   []int // pairs longest first: batches pad little
 	qrels   dataset.Qrels
+	// A bi-encoder's texts: each query, and each candidate document (by
+	// index into FinetuneRequest.Docs; docOrder lists the candidates).
+	queryTexts, docTexts []tokenize.Pair
+	docOrder             []int
 }
 
-func encodeVal(tok *tokenize.Encoder, req contract.FinetuneRequest, c contract.TrainConfig) (*valSet, error) {
+// newValSet checks the validation queries and their judgments.
+func newValSet(req contract.FinetuneRequest) (*valSet, error) {
 	v := &valSet{queries: req.Validation, qrels: dataset.Qrels{}, docIDs: make([]string, len(req.Docs))}
 	for i, d := range req.Docs {
 		v.docIDs[i] = d.ID
 	}
-	type job struct {
-		query int
-		doc   int
-	}
-	var jobs []job
 	for qi, q := range req.Validation {
 		if q.QueryID == "" {
 			return nil, fmt.Errorf("%w: validation query %d has no id", contract.ErrInvalidRequest, qi)
@@ -224,11 +238,28 @@ func encodeVal(tok *tokenize.Encoder, req contract.FinetuneRequest, c contract.T
 			return nil, fmt.Errorf("%w: validation query %q appears twice", contract.ErrInvalidRequest, q.QueryID)
 		}
 		v.qrels[q.QueryID] = q.Judged
-		seen := map[int]bool{}
 		for _, d := range q.Candidates {
 			if d < 0 || d >= len(req.Docs) {
 				return nil, fmt.Errorf("%w: validation query %q names document %d of %d", contract.ErrInvalidRequest, q.QueryID, d, len(req.Docs))
 			}
+		}
+	}
+	return v, nil
+}
+
+func encodeVal(tok *tokenize.Encoder, req contract.FinetuneRequest, c contract.TrainConfig) (*valSet, error) {
+	v, err := newValSet(req)
+	if err != nil {
+		return nil, err
+	}
+	type job struct {
+		query int
+		doc   int
+	}
+	var jobs []job
+	for qi, q := range req.Validation {
+		seen := map[int]bool{}
+		for _, d := range q.Candidates {
 			if !seen[d] {
 				seen[d] = true
 				jobs = append(jobs, job{qi, d})
@@ -236,7 +267,7 @@ func encodeVal(tok *tokenize.Encoder, req contract.FinetuneRequest, c contract.T
 		}
 	}
 	encs := make([][]tokenize.Pair, len(jobs))
-	err := parallel(len(jobs), func(i int) (err error) {
+	err = parallel(len(jobs), func(i int) (err error) {
 		j := jobs[i]
 		q, d := req.Validation[j.query], req.Docs[j.doc]
 		if c.Window {
@@ -263,8 +294,13 @@ func encodeVal(tok *tokenize.Encoder, req contract.FinetuneRequest, c contract.T
 	for i := range v.order {
 		v.order[i] = i
 	}
-	sort.SliceStable(v.order, func(a, b int) bool { return len(v.pairs[v.order[a]].enc.IDs) > len(v.pairs[v.order[b]].enc.IDs) })
+	sortByLength(v.order, func(i int) int { return len(v.pairs[i].enc.IDs) })
 	return v, nil
+}
+
+// sortByLength orders indexes longest first (stable), so batches pad little.
+func sortByLength(idx []int, length func(i int) int) {
+	sort.SliceStable(idx, func(a, b int) bool { return length(idx[a]) > length(idx[b]) })
 }
 
 // fingerprint identifies the training and validation data, so a resumed

@@ -16,6 +16,7 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
+	"github.com/rerankloop/rerank/evalharness/fusion"
 	"github.com/rerankloop/rerank/plugin/bert"
 	"github.com/rerankloop/rerank/plugin/checkpoint"
 	"github.com/rerankloop/rerank/plugin/contract"
@@ -49,6 +50,9 @@ type trainer struct {
 
 	st        state
 	lastSaved int
+	// fusion is the last evaluation's fit with the first stage (a
+	// bi-encoder's), saved as fusion.json with its checkpoint.
+	fusion *fusion.Params
 	rep       report
 
 	// this session's time, for throughput and the ETA
@@ -158,6 +162,10 @@ func (t *trainer) setup() error {
 		return err
 	}
 	t.model = model
+	if cfg.Loss, err = lossFor(req.Config.Loss, model.Cfg.Kind); err != nil {
+		return fmt.Errorf("%w: %v", contract.ErrInvalidRequest, err)
+	}
+	t.cfg.Loss = cfg.Loss
 	if len(lrep.Initialised) > 0 {
 		t.rep.InitialisedHead = lrep.Initialised
 		t.log("%s is a plain encoder: initialised %v from seed %d", modelDir, lrep.Initialised, cfg.Seed)
@@ -171,11 +179,20 @@ func (t *trainer) setup() error {
 	}
 
 	var encWarn []string
-	if t.ex, encWarn, err = encodeTrain(t.tok, req, cfg); err != nil {
+	textLen := 0 // a bi-encoder embeds texts apart, at most this many tokens each
+	if model.Cfg.Kind == checkpoint.BiEncoder {
+		textLen = min(cfg.MaxLength, model.Cfg.Sentence.MaxSeqLength)
+	}
+	if t.ex, encWarn, err = encodeTrain(t.tok, req, cfg, textLen); err != nil {
 		return err
 	}
 	warns = append(warns, encWarn...)
-	if t.val, err = encodeVal(t.tok, req, cfg); err != nil {
+	if textLen > 0 {
+		t.val, err = encodeValTexts(t.tok, req, textLen)
+	} else {
+		t.val, err = encodeVal(t.tok, req, cfg)
+	}
+	if err != nil {
 		return err
 	}
 	if len(req.Validation) == 0 {
@@ -344,8 +361,16 @@ func (t *trainer) step(st step, lr float64) (loss, norm float64, diverged string
 			encs = append(encs, t.ex[i].enc)
 		}
 	}
-	logits := s.Keep(t.model.Forward(bert.NewBatch(encs, t.tok.PadID()), true))
-	l := t.loss(&s, logits, st, t.ex)
+	if t.cfg.Loss == contract.LossContrastive {
+		encs = nil // the queries and documents are embedded apart
+	}
+	var l *ts.Tensor
+	if t.cfg.Loss == contract.LossContrastive {
+		l = t.contrastiveLoss(&s, st)
+	} else {
+		logits := s.Keep(t.model.Forward(bert.NewBatch(encs, t.tok.PadID()), true))
+		l = t.loss(&s, logits, st, t.ex)
+	}
 	loss = scalar(l)
 	if diverged = t.diverging(loss); diverged != "" {
 		return loss, 0, diverged, nil
@@ -403,7 +428,11 @@ func (t *trainer) evaluateAndSave(ctx context.Context) error {
 		p.TrainLoss = t.st.LossSum / float64(t.st.LossN)
 	}
 	if len(t.val.queries) > 0 {
-		ndcg, mrr, took, err := t.evaluate(ctx)
+		evaluate := t.evaluate
+		if t.model.Cfg.Kind == checkpoint.BiEncoder {
+			evaluate = t.evaluateBi
+		}
+		ndcg, mrr, took, err := evaluate(ctx)
 		if err != nil {
 			return err
 		}

@@ -1151,11 +1151,13 @@ func (x *TrainPair) GetWeight() float64 {
 }
 
 type ValQuery struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	QueryId       string                 `protobuf:"bytes,1,opt,name=query_id,json=queryId,proto3" json:"query_id,omitempty"`
-	Query         string                 `protobuf:"bytes,2,opt,name=query,proto3" json:"query,omitempty"`
-	Candidates    []int32                `protobuf:"varint,3,rep,packed,name=candidates,proto3" json:"candidates,omitempty"`
-	Judged        map[string]int32       `protobuf:"bytes,4,rep,name=judged,proto3" json:"judged,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	QueryId    string                 `protobuf:"bytes,1,opt,name=query_id,json=queryId,proto3" json:"query_id,omitempty"`
+	Query      string                 `protobuf:"bytes,2,opt,name=query,proto3" json:"query,omitempty"`
+	Candidates []int32                `protobuf:"varint,3,rep,packed,name=candidates,proto3" json:"candidates,omitempty"`
+	Judged     map[string]int32       `protobuf:"bytes,4,rep,name=judged,proto3" json:"judged,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// The first stage's score of each candidate (empty: unknown).
+	Scores        []float64 `protobuf:"fixed64,5,rep,packed,name=scores,proto3" json:"scores,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1214,6 +1216,13 @@ func (x *ValQuery) GetCandidates() []int32 {
 func (x *ValQuery) GetJudged() map[string]int32 {
 	if x != nil {
 		return x.Judged
+	}
+	return nil
+}
+
+func (x *ValQuery) GetScores() []float64 {
+	if x != nil {
+		return x.Scores
 	}
 	return nil
 }
@@ -1741,14 +1750,15 @@ const file_reranker_proto_rawDesc = "" +
 	"\x05query\x18\x02 \x01(\tR\x05query\x12\x10\n" +
 	"\x03doc\x18\x03 \x01(\x05R\x03doc\x12\x14\n" +
 	"\x05label\x18\x04 \x01(\x01R\x05label\x12\x16\n" +
-	"\x06weight\x18\x05 \x01(\x01R\x06weight\"\xcf\x01\n" +
+	"\x06weight\x18\x05 \x01(\x01R\x06weight\"\xe7\x01\n" +
 	"\bValQuery\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
 	"\x05query\x18\x02 \x01(\tR\x05query\x12\x1e\n" +
 	"\n" +
 	"candidates\x18\x03 \x03(\x05R\n" +
 	"candidates\x127\n" +
-	"\x06judged\x18\x04 \x03(\v2\x1f.rerank.v1.ValQuery.JudgedEntryR\x06judged\x1a9\n" +
+	"\x06judged\x18\x04 \x03(\v2\x1f.rerank.v1.ValQuery.JudgedEntryR\x06judged\x12\x16\n" +
+	"\x06scores\x18\x05 \x03(\x01R\x06scores\x1a9\n" +
 	"\vJudgedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\xb0\x01\n" +
