@@ -510,7 +510,6 @@ func (e *Engine) rerankBi(ctx context.Context, l *loaded, req contract.RerankReq
 	return respond(req, scores, r.version), nil
 }
 
-
 // submit queues r for the model thread and waits for its answer.
 func (e *Engine) submit(ctx context.Context, r *request) error {
 	select {

@@ -295,4 +295,3 @@ func (t *trainer) embedAll(ctx context.Context, texts []tokenize.Pair, which []i
 	}
 	return out, nil
 }
-

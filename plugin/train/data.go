@@ -21,7 +21,7 @@ import (
 type example struct {
 	enc    tokenize.Pair // the pair; for a bi-encoder, the document alone
 	query  tokenize.Pair // a bi-encoder's query alone
-	target float32 // label / LabelMax, the BCE target
+	target float32       // label / LabelMax, the BCE target
 	label  float64
 	weight float32
 	group  int // the query, for the listwise loss

@@ -53,7 +53,7 @@ type trainer struct {
 	// fusion is the last evaluation's fit with the first stage (a
 	// bi-encoder's), saved as fusion.json with its checkpoint.
 	fusion *fusion.Params
-	rep       report
+	rep    report
 
 	// this session's time, for throughput and the ETA
 	sessionSteps, sessionPairs int
