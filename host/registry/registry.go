@@ -158,7 +158,8 @@ var (
 // Register adds a candidate. An empty ID gets "v<seq>"; a zero Created is
 // now. Checkpoint and CheckpointHash are required, a Parent must be
 // registered, and a checkpoint hash already registered is refused (naming the
-// version that holds it). Status, Seq and Gate are set by the registry.
+// version that holds it). Status, Seq and Gate are set by the registry; a nil
+// Fusion is read from the fusion.json beside the checkpoint, if any.
 func (r *Registry) Register(v Version) (Version, error) {
 	if v.ID != "" && !idPattern.MatchString(v.ID) {
 		return v, fmt.Errorf("%w: id %q: 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", ErrInvalid, v.ID)
@@ -177,6 +178,15 @@ func (r *Registry) Register(v Version) (Version, error) {
 	}
 	if v.Data.Searches < 0 || v.Data.Clicks < 0 || v.Data.Examples < 0 {
 		return v, fmt.Errorf("%w: negative count in the data window", ErrInvalid)
+	}
+	if v.Fusion == nil {
+		p, found, err := fusion.Read(v.Checkpoint)
+		if err != nil {
+			return v, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		if found {
+			v.Fusion = &p
+		}
 	}
 	if v.Created.IsZero() {
 		v.Created = time.Now()

@@ -7,10 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/rerankloop/rerank/evalharness/fusion"
 	"github.com/rerankloop/rerank/evalharness/gate"
 	"github.com/rerankloop/rerank/host/clicklog"
 )
@@ -288,5 +292,34 @@ func TestPersistsWithTheLog(t *testing.T) {
 	d, err := got.GateDecision()
 	if err != nil || d == nil || !d.Accepted || d.Metric != "ndcg@10" {
 		t.Fatalf("gate decision %+v %v", d, err)
+	}
+}
+
+// A version's fusion with BM25 comes from the fusion.json beside its
+// checkpoint when it is registered, survives a reopen, and a corrupt file is
+// refused.
+func TestRegisterReadsTheFusion(t *testing.T) {
+	dir := t.TempDir()
+	r := openReg(t, openStore(t, dir))
+	plain := mustRegister(t, r, candidate("plain", ""))
+	if plain.Fusion != nil {
+		t.Fatalf("a checkpoint without fusion.json got %+v", plain.Fusion)
+	}
+	fused := candidate("fused", "")
+	fused.Checkpoint = t.TempDir()
+	want := fusion.Params{Method: fusion.MinMax, BM25Weight: 0.35, FittedOn: "train"}
+	if err := fusion.Write(fused.Checkpoint, want); err != nil {
+		t.Fatal(err)
+	}
+	v := mustRegister(t, r, fused)
+	got, err := r.Get(v.ID)
+	if err != nil || got.Fusion == nil || *got.Fusion != want {
+		t.Fatalf("registered fusion %+v, %v; want %+v", got.Fusion, err, want)
+	}
+	bad := candidate("bad", "")
+	bad.Checkpoint = t.TempDir()
+	os.WriteFile(filepath.Join(bad.Checkpoint, fusion.File), []byte("{"), 0o644)
+	if _, err := r.Register(bad); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), fusion.File) {
+		t.Errorf("corrupt fusion.json: %v", err)
 	}
 }

@@ -110,32 +110,23 @@ func New(ctx context.Context, o Options) (*Controller, error) {
 }
 
 // Fusion is how a version's scores are fused with BM25's when it ranks a
-// search: the registry's record, else the fusion.json beside its checkpoint;
+// search or is evaluated: the registry's record (see registry.Register);
 // false for the model alone. Looked up once per version.
 func (c *Controller) Fusion(version string) (fusion.Params, bool) {
 	c.fusionMu.Lock()
 	defer c.fusionMu.Unlock()
-	if p, ok := c.fusions[version]; ok {
-		return derefFusion(p)
-	}
-	var p *fusion.Params
-	if v, err := c.reg.Get(version); err != nil {
-		c.logger.Warn("fusion of an unknown version: the model alone ranks", "version", version, "err", err)
-	} else if v.Fusion != nil {
+	p, ok := c.fusions[version]
+	if !ok {
+		v, err := c.reg.Get(version)
+		if err != nil {
+			c.logger.Warn("fusion of an unknown version: the model alone ranks", "version", version, "err", err)
+		}
 		p = v.Fusion
-	} else if fu, ok, err := fusion.Read(v.Checkpoint); err != nil {
-		c.logger.Warn("unreadable fusion: the model alone ranks", "version", version, "err", err)
-	} else if ok {
-		p = &fu
+		if c.fusions == nil {
+			c.fusions = map[string]*fusion.Params{}
+		}
+		c.fusions[version] = p
 	}
-	if c.fusions == nil {
-		c.fusions = map[string]*fusion.Params{}
-	}
-	c.fusions[version] = p
-	return derefFusion(p)
-}
-
-func derefFusion(p *fusion.Params) (fusion.Params, bool) {
 	if p == nil {
 		return fusion.Params{}, false
 	}
@@ -189,15 +180,7 @@ func Bootstrap(reg *registry.Registry, modelPath string, logger *slog.Logger) (r
 		}
 	}
 	if !found {
-		fu, ok, err := fusion.Read(abs)
-		if err != nil {
-			return v, fmt.Errorf("rerank.model_path: %w", err)
-		}
-		base := registry.Version{Checkpoint: abs, CheckpointHash: hash, Note: "base model (rerank.model_path)"}
-		if ok {
-			base.Fusion = &fu
-		}
-		if v, err = reg.Register(base); err != nil {
+		if v, err = reg.Register(registry.Version{Checkpoint: abs, CheckpointHash: hash, Note: "base model (rerank.model_path)"}); err != nil {
 			return v, err
 		}
 	}

@@ -275,6 +275,7 @@ func Request(ctx context.Context, ix *search.Index, train, val []pairs.Pair, dep
 				}
 				for _, h := range hits {
 					q.Candidates = append(q.Candidates, docs.Add(h.ID, dataset.DocText(h.Title, h.Text)))
+					q.Scores = append(q.Scores, h.Score)
 				}
 			}
 			i = len(req.Validation)

@@ -202,7 +202,12 @@ func (e *evalCache) judged(ctx context.Context, c *Controller) (*heldOut, error)
 // serving version under its id; a candidate under its own), unless v's
 // checkpoint was scored on h before.
 func (e *evalCache) scores(ctx context.Context, c *Controller, h *heldOut, v registry.Version, model string) (map[string]float64, error) {
+	// Judged as it would serve: fused with BM25 when the version says so.
+	p, fused := c.Fusion(v.ID)
 	key := h.Key + "\x00" + v.CheckpointHash
+	if fused {
+		key += "\x00" + p.String()
+	}
 	e.mu.Lock()
 	got, ok := e.score[key]
 	e.mu.Unlock()
@@ -212,6 +217,9 @@ func (e *evalCache) scores(ctx context.Context, c *Controller, h *heldOut, v reg
 	run, err := runner.Rerank(ctx, h.pool, ModelScorer{c.plugin, model}, v.ID, nil)
 	if err != nil {
 		return nil, fmt.Errorf("scoring version %s: %w", v.ID, err)
+	}
+	if fused {
+		run = h.pool.Fuse(run, p.Fuse)
 	}
 	per, err := h.score(run)
 	if err != nil {

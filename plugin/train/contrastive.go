@@ -28,6 +28,10 @@ const (
 	// hardNegatives is how many of a query's non-relevant pairs (the first
 	// stage's hard negatives) join each positive.
 	hardNegatives = 1
+	// minFitQueries: with fewer judged validation queries the fusion weight
+	// is not refitted (one of 21 weights picked on a handful of queries is
+	// mostly noise); the base model's weight is kept, if it has one.
+	minFitQueries = 30
 )
 
 // encodeQueryText encodes a bi-encoder query; one without any token is an error.
@@ -211,11 +215,15 @@ func (t *trainer) evaluateBi(ctx context.Context) (ndcg, mrr float64, took time.
 		fq = append(fq, f)
 	}
 	p := fusion.Params{Method: fusion.MinMax} // a = 0: the model alone
-	if fused {
-		if p, _, err = fusion.Fit(fusion.MinMax, withJudgments(fq), nil); err != nil {
+	switch judged := withJudgments(fq); {
+	case fused && len(judged) < minFitQueries && t.baseFusion != nil:
+		p = *t.baseFusion
+		t.fusion = &p
+	case fused:
+		if p, _, err = fusion.Fit(fusion.MinMax, judged, nil); err != nil {
 			return 0, 0, 0, err
 		}
-		p.FittedOn = fmt.Sprintf("validation (%d queries)", len(fq))
+		p.FittedOn = fmt.Sprintf("validation (%d queries)", len(judged))
 		t.fusion = &p
 	}
 	run := trec.Run{}
@@ -232,7 +240,7 @@ func (t *trainer) evaluateBi(ctx context.Context) (ndcg, mrr float64, took time.
 	}
 	ndcg, mrr, err = v.measure(run)
 	if fused {
-		t.log("validation fused with the first stage: %s (model alone %.4f)", p, t.aloneNDCG(fq))
+		t.log("validation fused with the first stage: %s, fitted on %s (model alone %.4f)", p, p.FittedOn, t.aloneNDCG(fq))
 	}
 	return ndcg, mrr, time.Since(start), err
 }

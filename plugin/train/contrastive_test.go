@@ -116,3 +116,23 @@ func loadTok(t *testing.T) *tokenize.Encoder {
 	}
 	return tok
 }
+
+// With fewer validation queries than minFitQueries the base model's fusion
+// weight is kept rather than refitted on a handful of queries.
+func TestFewValidationQueriesKeepTheBaseFusion(t *testing.T) {
+	s := makeSynthetic(6, 8, 1, 5, true)
+	req := s.biRequest(t, contract.TrainConfig{Epochs: 1, LearningRate: 3e-5, EvalSteps: 1000, Seed: 3, MaxLength: 32})
+	base := fusion.Params{Method: fusion.MinMax, BM25Weight: 0.4, FittedOn: "the base's train split"}
+	if err := fusion.Write(req.BaseModel, base); err != nil {
+		t.Fatal(err)
+	}
+	res, err := finetune(t, req, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{res.BestCheckpoint, res.LastCheckpoint} {
+		if p, found, err := fusion.Read(dir); err != nil || !found || p.BM25Weight != base.BM25Weight || p.FittedOn != base.FittedOn {
+			t.Errorf("%s: fusion %+v (found %v, %v), want the base's %+v", dir, p, found, err, base)
+		}
+	}
+}

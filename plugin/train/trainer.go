@@ -51,8 +51,9 @@ type trainer struct {
 	st        state
 	lastSaved int
 	// fusion is the last evaluation's fit with the first stage (a
-	// bi-encoder's), saved as fusion.json with its checkpoint.
-	fusion *fusion.Params
+	// bi-encoder's), saved as fusion.json with its checkpoint; baseFusion
+	// the base model's own.
+	fusion, baseFusion *fusion.Params
 	rep    report
 
 	// this session's time, for throughput and the ETA
@@ -162,6 +163,11 @@ func (t *trainer) setup() error {
 		return err
 	}
 	t.model = model
+	if p, found, err := fusion.Read(req.BaseModel); err != nil {
+		return err
+	} else if found {
+		t.baseFusion = &p
+	}
 	if cfg.Loss, err = lossFor(req.Config.Loss, model.Cfg.Kind); err != nil {
 		return fmt.Errorf("%w: %v", contract.ErrInvalidRequest, err)
 	}
@@ -221,7 +227,7 @@ func (t *trainer) setup() error {
 	cj, _ := json.Marshal(cfg)
 	t.log("config %s", cj)
 	t.log("data: %d training pairs (%d queries), %d validation queries with %d candidate inputs; %d steps over %d epochs, warm-up %d steps",
-		len(t.ex), countGroups(t.ex), len(req.Validation), len(t.val.pairs), t.total, cfg.Epochs, t.sched.Warmup)
+		len(t.ex), countGroups(t.ex), len(req.Validation), len(t.val.pairs)+len(t.val.docOrder), t.total, cfg.Epochs, t.sched.Warmup)
 	if req.Resume {
 		t.log("resuming at step %d of %d (%s)", t.st.Step, t.total, resumeNote)
 	}
