@@ -54,7 +54,7 @@ type trainer struct {
 	// bi-encoder's), saved as fusion.json with its checkpoint; baseFusion
 	// the base model's own.
 	fusion, baseFusion *fusion.Params
-	rep    report
+	rep                report
 
 	// this session's time, for throughput and the ETA
 	sessionSteps, sessionPairs int
