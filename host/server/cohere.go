@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -17,6 +18,9 @@ import (
 // Other fields Cohere defines (max_chunks_per_doc, rank_fields, ...) are
 // accepted and ignored, so existing clients work unchanged.
 type cohereRequest struct {
+	// Model is ignored: Cohere clients always name one of Cohere's models,
+	// and an anonymous caller must not reach a candidate or an experiment's
+	// arm. The serving version answers and meta.model_version says which.
 	Model           string            `json:"model"`
 	Query           *string           `json:"query"`
 	Documents       []json.RawMessage `json:"documents"`
@@ -67,10 +71,15 @@ func (s *Server) handleCohereRerank(w http.ResponseWriter, r *http.Request) {
 		cdocs[i] = contract.Document{Text: d}
 	}
 	t := time.Now()
-	res, err := s.reranker.Rerank(ctx, contract.RerankRequest{Query: *req.Query, Documents: cdocs, TopN: topN, Sigmoid: true, Model: req.Model})
+	res, err := s.reranker.Rerank(ctx, contract.RerankRequest{Query: *req.Query, Documents: cdocs, TopN: topN, Sigmoid: true})
 	s.metrics.observeStage("rerank", t)
 	if err == nil && (len(res.Scores) != len(docs) || len(res.Ranking) < topN) {
 		err = errBadResponse
+	}
+	for _, sc := range res.Scores {
+		if err == nil && (math.IsNaN(float64(sc)) || math.IsInf(float64(sc), 0)) {
+			err = errBadResponse
+		}
 	}
 	for i := 0; err == nil && i < topN; i++ {
 		if ix := res.Ranking[i].Index; ix < 0 || ix >= len(docs) {
@@ -80,6 +89,12 @@ func (s *Server) handleCohereRerank(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		code, msg := http.StatusBadGateway, "reranker failed"
 		switch {
+		case errors.Is(err, contract.ErrInvalidRequest):
+			code, msg = http.StatusBadRequest, err.Error()
+		case errors.Is(err, contract.ErrTooLarge):
+			code, msg = http.StatusRequestEntityTooLarge, err.Error()
+		case errors.Is(err, errBadResponse):
+			msg = "reranker failed: " + err.Error()
 		case errors.Is(err, contract.ErrUnavailable):
 			code, msg = http.StatusServiceUnavailable, "reranker unavailable (restarting?); retry shortly"
 		case ctx.Err() != nil:

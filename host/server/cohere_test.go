@@ -1,10 +1,12 @@
 package server
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/rerankloop/rerank/configs"
+	"github.com/rerankloop/rerank/plugin/contract"
 )
 
 func TestCohereRerank(t *testing.T) {
@@ -97,5 +99,36 @@ func TestCohereAPIKey(t *testing.T) {
 	// Search stays open.
 	if code, _ := do(t, "GET", e.url+"/search?q=cell", "", &out); code != 200 {
 		t.Fatalf("search: %d", code)
+	}
+}
+
+// Cohere clients always send a model name: it is ignored (the serving model
+// answers), so a client cannot reach a candidate or an experiment's arm.
+// The reranker's own refusals are the client's 4xx, and a non-finite score
+// is a clear 502, not a 500 from JSON encoding.
+func TestCohereRerankModelFieldAndReranker(t *testing.T) {
+	e := start(t, setup{reranker: &overlapReranker{}})
+	var res cohereResponse
+	for _, model := range []string{"rerank-english-v3.0", "candidate", "overlap-v1"} {
+		code, _ := do(t, "POST", e.url+"/v1/rerank", `{"model":"`+model+`","query":"flower","documents":["a","a flower"]}`, &res)
+		if code != 200 || res.Meta["model_version"] != "overlap-v1" {
+			t.Errorf("model %q: %d %+v", model, code, res)
+		}
+	}
+	for _, c := range []struct {
+		r    *overlapReranker
+		code int
+		want string
+	}{
+		{&overlapReranker{err: fmt.Errorf("%w: document 0 is not valid UTF-8", contract.ErrInvalidRequest)}, 400, "document 0 is not valid UTF-8"},
+		{&overlapReranker{err: fmt.Errorf("%w: 2000 documents", contract.ErrTooLarge)}, 413, "2000 documents"},
+		{&overlapReranker{nan: true}, 502, "non-finite score"},
+	} {
+		e := start(t, setup{reranker: c.r})
+		var body map[string]any
+		code, _ := do(t, "POST", e.url+"/v1/rerank", `{"query":"flower","documents":["a","a flower"]}`, &body)
+		if msg, _ := body["error"].(string); code != c.code || !strings.Contains(msg, c.want) {
+			t.Errorf("%+v: %d %v; want %d with %q", c.r, code, body, c.code, c.want)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -206,6 +207,7 @@ type overlapReranker struct {
 	delay time.Duration // before answering, bounded by ctx
 	err   error
 	short bool // return one score too few
+	nan   bool // score every document NaN
 }
 
 func words(s string) map[string]bool {
@@ -239,9 +241,15 @@ func (o *overlapReranker) Rerank(ctx context.Context, req contract.RerankRequest
 	if o.err != nil {
 		return contract.RerankResponse{}, o.err
 	}
+	if req.Model != "" && req.Model != "overlap-v1" { // as the plugin answers
+		return contract.RerankResponse{}, fmt.Errorf("%w: %q", contract.ErrNoModel, req.Model)
+	}
 	res := contract.RerankResponse{ModelVersion: "overlap-v1", Scores: make([]float32, len(req.Documents))}
 	for i, d := range req.Documents {
 		s := overlapScore(req.Query, d.Text)
+		if o.nan {
+			s = float32(math.NaN())
+		}
 		if req.Sigmoid {
 			s = float32(1 / (1 + math.Exp(-float64(s))))
 		}
