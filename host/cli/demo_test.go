@@ -71,3 +71,43 @@ func TestDemoCommand(t *testing.T) {
 		t.Fatalf("experiment after the demo: %+v %v", e, err)
 	}
 }
+
+// TestDemoFusedBiEncoderBase runs the demo's default path, a bi-encoder base
+// fused with BM25 and a gate with its BM25 floor, on the tiny model as
+// --encoder so that it is quick: the fusion is fitted on the train split and
+// kept with v1, the retrain trains the bi-encoder contrastively, and the
+// gate judges v2 fused.
+func TestDemoFusedBiEncoderBase(t *testing.T) {
+	plugin := buildPlugin(t)
+	dir := filepath.Join(t.TempDir(), "demo")
+	out, err := evalCLI(t, "demo", "--encoder", "../../plugin/testdata/tiny-ce", "--dir", dir, "--dataset", scifactSample, "--plugin", plugin,
+		"--users", "10", "--searches", "120", "--train-max-length", "64", "--experiment-searches", "50", "--experiment-chunk", "50", "--experiment-min", "30")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	t.Log(out)
+	for _, want := range []string{
+		"fused with BM25", "fusion fitted on scifact-sample train (100 queries), BM25's top 10: a = ",
+		"a candidate not worse than BM25 alone", `"Loss":"contrastive"`, "validation fused with the first stage",
+		"not worse than BM25", "== summary",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the demo's output lacks %q", want)
+		}
+	}
+	store, err := clicklog.Open(filepath.Join(dir, "data"), clicklog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	reg, err := registry.Open(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"v1", "v2"} {
+		v, err := reg.Get(id)
+		if err != nil || v.Fusion == nil {
+			t.Errorf("%s: %+v, %v: registered without its fusion", id, v, err)
+		}
+	}
+}
