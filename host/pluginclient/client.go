@@ -183,6 +183,7 @@ func (c *Client) launch() (*plugin.Client, contract.Reranker, error) {
 	// Measured on 2-core machines: idle OpenMP threads must not spin, and
 	// libtorch's many page faults are far cheaper with huge pages.
 	cmd.Env = append(os.Environ(), "OMP_WAIT_POLICY=PASSIVE", "GLIBC_TUNABLES=glibc.malloc.hugetlb=1")
+	dieWithParent(cmd)
 	proc := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  contract.Handshake,
 		VersionedPlugins: contract.VersionedPlugins(nil),
@@ -269,6 +270,11 @@ func (c *Client) restart() error {
 		}
 	}
 	c.mu.Lock()
+	if c.closed { // Close ran during the restart and could not see this process
+		c.mu.Unlock()
+		proc.Kill()
+		return nil
+	}
 	c.proc, c.rpc = proc, rpc
 	c.mu.Unlock()
 	c.restarts.Add(1)
