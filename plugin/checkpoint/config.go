@@ -145,12 +145,21 @@ func ReadConfig(dir string) (Config, error) {
 	return cfg, nil
 }
 
+// configLimits bound a config.json's sizes before anything is allocated
+// from them: far above any BERT (BERT-large: 24 layers, hidden 1024), far
+// below what would exhaust memory.
+var configLimits = map[string]int{"vocab_size": 1 << 20, "hidden_size": 8192, "num_hidden_layers": 128,
+	"num_attention_heads": 256, "intermediate_size": 65536, "max_position_embeddings": 1 << 16, "type_vocab_size": 1024}
+
 func (c Config) validate(path string) error {
 	for name, v := range map[string]int{"vocab_size": c.VocabSize, "hidden_size": c.HiddenSize,
-		"num_hidden_layers": c.NumLayers, "num_attention_heads": c.NumHeads,
+		"num_hidden_layers": c.NumLayers, "num_attention_heads": c.NumHeads, "type_vocab_size": c.TypeVocabSize,
 		"intermediate_size": c.IntermediateSize, "max_position_embeddings": c.MaxPositions} {
 		if v <= 0 {
 			return fmt.Errorf("%s: %s must be positive, got %d", path, name, v)
+		}
+		if v > configLimits[name] {
+			return fmt.Errorf("%s: %s %d exceeds the limit of %d", path, name, v, configLimits[name])
 		}
 	}
 	if c.HiddenSize%c.NumHeads != 0 {

@@ -60,6 +60,11 @@ func ReadSafetensors(path string) (map[string]Tensor, error) {
 	dataStart := 8 + int64(hlen)
 	dataLen := st.Size() - dataStart
 	out := make(map[string]Tensor, len(raw))
+	type span struct {
+		lo, hi int64
+		name   string
+	}
+	var spans []span
 	for name, msg := range raw {
 		if name == "__metadata__" {
 			continue
@@ -84,6 +89,9 @@ func ReadSafetensors(path string) (map[string]Tensor, error) {
 			return nil, fmt.Errorf("%s: tensor %q: data offsets [%d, %d) do not fit shape %v of %s in %d data bytes",
 				path, name, lo, hi, e.Shape, e.DType, dataLen)
 		}
+		if hi > lo {
+			spans = append(spans, span{lo, hi, name})
+		}
 		if e.DType == "I64" {
 			continue
 		}
@@ -92,6 +100,13 @@ func ReadSafetensors(path string) (map[string]Tensor, error) {
 			return nil, fmt.Errorf("%s: tensor %q: %w", path, name, err)
 		}
 		out[name] = Tensor{Shape: e.Shape, Data: decode(buf, e.DType, n)}
+	}
+	// Two tensors sharing bytes would alias each other's weights.
+	sort.Slice(spans, func(i, j int) bool { return spans[i].lo < spans[j].lo })
+	for i := 1; i < len(spans); i++ {
+		if a, b := spans[i-1], spans[i]; b.lo < a.hi {
+			return nil, fmt.Errorf("%s: tensors %q [%d, %d) and %q [%d, %d) overlap", path, a.name, a.lo, a.hi, b.name, b.lo, b.hi)
+		}
 	}
 	return out, nil
 }
