@@ -56,6 +56,12 @@ type Options struct {
 	LoadTimeout time.Duration
 	// Poll is how often the process is checked for an exit (default 100 ms).
 	Poll time.Duration
+	// A plugin that hangs (a deadlock, a stuck device call, SIGSTOP) does
+	// not exit: every Probe (default 1 s) it must answer Health within
+	// ProbeTimeout (default 1 s); after ProbeFailures (default 3) failures
+	// in a row it is killed and restarted.
+	Probe, ProbeTimeout time.Duration
+	ProbeFailures       int
 	Log  *slog.Logger
 }
 
@@ -93,6 +99,15 @@ func Start(ctx context.Context, opts Options) (*Client, error) {
 	}
 	if opts.Poll <= 0 {
 		opts.Poll = 100 * time.Millisecond
+	}
+	if opts.Probe <= 0 {
+		opts.Probe = time.Second
+	}
+	if opts.ProbeTimeout <= 0 {
+		opts.ProbeTimeout = time.Second
+	}
+	if opts.ProbeFailures <= 0 {
+		opts.ProbeFailures = 3
 	}
 	if opts.Log == nil {
 		opts.Log = slog.Default()
@@ -210,10 +225,12 @@ func (c *Client) launch() (*plugin.Client, contract.Reranker, error) {
 	return proc, raw.(contract.Reranker), nil
 }
 
-// supervise polls for the process's exit and restarts it with backoff.
+// supervise polls for the process's exit, probes its liveness, kills it
+// when it hangs, and restarts it with backoff.
 func (c *Client) supervise() {
 	tick := time.NewTicker(c.opts.Poll)
 	defer tick.Stop()
+	failures, lastProbe := 0, time.Now()
 	for {
 		select {
 		case <-c.stop:
@@ -221,11 +238,28 @@ func (c *Client) supervise() {
 		case <-tick.C:
 		}
 		c.mu.RLock()
-		exited := c.proc == nil || c.proc.Exited()
+		proc, rpc := c.proc, c.rpc
+		exited := proc == nil || proc.Exited()
 		c.mu.RUnlock()
+		if !exited && rpc != nil && time.Since(lastProbe) >= c.opts.Probe {
+			lastProbe = time.Now()
+			if failures = c.probe(rpc, failures); failures >= c.opts.ProbeFailures {
+				c.opts.Log.Error("reranker plugin does not answer its health probe; killing it", "failures", failures, "timeout", c.opts.ProbeTimeout)
+				// go-plugin's Kill first asks the plugin to shut down, an RPC
+				// that a hung process never answers: kill the process itself.
+				if rc := proc.ReattachConfig(); rc != nil && rc.Pid > 0 {
+					if p, err := os.FindProcess(rc.Pid); err == nil {
+						p.Kill()
+					}
+				}
+				proc.Kill()
+				exited = true
+			}
+		}
 		if !exited {
 			continue
 		}
+		failures = 0
 		c.mu.Lock()
 		c.rpc = nil // calls fail fast from here on
 		c.mu.Unlock()
@@ -244,6 +278,17 @@ func (c *Client) supervise() {
 			}
 		}
 	}
+}
+
+// probe asks the plugin for its health and returns the failures in a row.
+func (c *Client) probe(rpc contract.Reranker, failures int) int {
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.ProbeTimeout)
+	defer cancel()
+	if err := rpc.Health(ctx); err != nil {
+		c.opts.Log.Warn("reranker plugin health probe failed", "err", err)
+		return failures + 1
+	}
+	return 0
 }
 
 // restart launches a new process, replays the model loads, and only then

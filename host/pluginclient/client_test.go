@@ -134,8 +134,11 @@ func TestKilledPluginIsRestarted(t *testing.T) {
 	if err := c.Unload(ctx, "gone"); !errors.Is(err, contract.ErrNoModel) {
 		t.Errorf("unloading it twice: %v, want ErrNoModel", err)
 	}
-	var ok, failed, unavailable atomic.Int64
-	stop := load(c, 5*time.Second, func(_ time.Time, _ contract.RerankResponse, err error) {
+	var ok, failed, unavailable, hung atomic.Int64
+	stop := load(c, 5*time.Second, func(started time.Time, _ contract.RerankResponse, err error) {
+		if time.Since(started) >= 5*time.Second {
+			hung.Add(1) // waited out its whole deadline
+		}
 		switch {
 		case err == nil:
 			ok.Add(1)
@@ -185,5 +188,56 @@ func TestKilledPluginIsRestarted(t *testing.T) {
 	t.Logf("calls: %d ok, %d unavailable (fast fallback), %d other errors", ok.Load(), unavailable.Load(), failed.Load())
 	if ok.Load() == 0 || unavailable.Load()+failed.Load() == 0 {
 		t.Errorf("the load did not straddle the crash: %d ok, %d failed", ok.Load(), unavailable.Load()+failed.Load())
+	}
+	if hung.Load() > 0 {
+		t.Errorf("%d calls hung until their deadline instead of failing fast", hung.Load())
+	}
+}
+
+// TestStoppedPluginIsReplaced SIGSTOPs the plugin under load: it does not
+// exit, so only the health probe can tell. Calls fail at their 500 ms
+// deadline (searches answer in BM25 order), the plugin is killed after
+// ProbeFailures failed probes and replaced, and reranking resumes.
+func TestStoppedPluginIsReplaced(t *testing.T) {
+	began := time.Now()
+	c := start(t, Options{ModelPath: "../../plugin/testdata/tiny-ce", ModelVersion: "tiny"})
+	startup := time.Since(began) // a restart costs about as much
+	var ok, failed atomic.Int64
+	stop := load(c, 500*time.Millisecond, func(_ time.Time, _ contract.RerankResponse, err error) {
+		if err != nil {
+			failed.Add(1)
+			time.Sleep(5 * time.Millisecond)
+		} else {
+			ok.Add(1)
+		}
+	})
+	defer stop()
+	time.Sleep(300 * time.Millisecond)
+	pid := c.pid()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	stopped := time.Now()
+	// Production's bound: ProbeFailures probes a Probe apart, each waiting
+	// ProbeTimeout, go-plugin's 2 s grace before its forced kill, a restart.
+	o := c.opts
+	bound := time.Duration(o.ProbeFailures+1)*o.Probe + o.ProbeTimeout + 2*time.Second + 2*startup
+	for c.pid() == pid || c.pid() == 0 {
+		if time.Since(stopped) > bound {
+			t.Fatalf("the stopped plugin was not replaced within %v", bound)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	replaced := time.Since(stopped)
+	before := ok.Load()
+	resp, err := c.Rerank(context.Background(), contract.RerankRequest{Query: "aspirin", Documents: docs})
+	if err != nil || resp.ModelVersion != "tiny" {
+		t.Fatalf("after the replacement: %+v, %v", resp, err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	t.Logf("replaced %v after SIGSTOP (bound %v); calls %d ok, %d failed at their deadline", replaced, bound, ok.Load(), failed.Load())
+	if failed.Load() == 0 || ok.Load() <= before {
+		t.Errorf("the load did not straddle the stop: %d ok (%d before the replacement), %d failed", ok.Load(), before, failed.Load())
 	}
 }

@@ -127,17 +127,34 @@ func TestCancelledWindowStopsBetweenForwardPasses(t *testing.T) {
 }
 
 // waitBusy returns once the model thread is scoring: it no longer takes a
-// health call at once.
+// call at once.
 func waitBusy(t *testing.T, e *Engine) {
 	t.Helper()
-	for start := time.Now(); time.Since(start) < time.Minute; {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
-		err := e.Health(ctx)
-		cancel()
-		if err != nil {
+	for start := time.Now(); time.Since(start) < time.Minute; time.Sleep(5 * time.Millisecond) {
+		select {
+		case e.calls <- func() {}:
+		case <-time.After(5 * time.Millisecond):
 			return
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 	t.Fatal("the model thread never got busy")
+}
+
+// A model thread busy with a long window is healthy while it finishes
+// forward passes: the host's probe must not kill a plugin for being busy.
+func TestHealthWhileBusy(t *testing.T) {
+	e := loadTiny(t, Options{MaxLength: 512, BatchSize: 1})
+	docs := make([]contract.Document, 1000)
+	for i := range docs {
+		docs[i] = contract.Document{ID: fmt.Sprint(i), Text: strings.Repeat(fmt.Sprint("word", i, " "), 600)}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go e.Rerank(ctx, contract.RerankRequest{Query: "q", Documents: docs})
+	waitBusy(t, e)
+	hctx, hcancel := context.WithTimeout(context.Background(), time.Second) // the host's probe timeout
+	defer hcancel()
+	if err := e.Health(hctx); err != nil {
+		t.Fatalf("a busy, progressing model thread failed its health check: %v", err)
+	}
 }

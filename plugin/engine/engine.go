@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -166,7 +167,15 @@ type Engine struct {
 	tmpCache string
 	cacheMu  sync.Mutex
 	caches   map[string]*cacheRef // by file
+	// progress is when the model thread last finished a forward pass or a
+	// task (unix nanoseconds): Health tells a busy thread from a stuck one.
+	progress atomic.Int64
 }
+
+// progressWindow: a model thread that finished nothing for this long while
+// busy is stuck (one forward pass of 32 pairs of 512 tokens takes 1-2 s on
+// 2 CPU cores).
+const progressWindow = 10 * time.Second
 
 // New starts the model thread. Close stops it.
 func New(opts Options) (*Engine, error) {
@@ -240,6 +249,7 @@ func (e *Engine) run(started chan struct{}) {
 	ts.MustGradSetEnabled(false) // grad mode is per thread: this one only infers
 	close(started)
 	for {
+		e.progress.Store(time.Now().UnixNano())
 		select {
 		case <-e.stop:
 			return
@@ -342,6 +352,7 @@ func (e *Engine) score(l *loaded, rs []*request) error {
 		for i, p := range chunk {
 			encs[i] = p.enc
 		}
+		e.progress.Store(time.Now().UnixNano())
 		b := bert.NewBatch(encs, l.tok.PadID())
 		if l.biEncoder() {
 			if err := embed(l, b, chunk); err != nil {
@@ -760,19 +771,29 @@ func (e *Engine) Info(context.Context) ([]contract.ModelInfo, error) {
 	return infos, nil
 }
 
-// Health answers once the model thread is responsive.
+// Health answers once the model thread takes a call, or while it is busy
+// but finishing forward passes: a long window is not a hung plugin, a
+// thread that finished nothing for progressWindow is.
 func (e *Engine) Health(ctx context.Context) error {
 	done := make(chan struct{})
-	select {
-	case e.calls <- func() { close(done) }:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	poll := time.NewTicker(50 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		select {
+		case e.calls <- func() { close(done) }:
+			select {
+			case <-done:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		case <-poll.C:
+			if time.Since(time.Unix(0, e.progress.Load())) < progressWindow {
+				return nil
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
