@@ -62,7 +62,7 @@ type Options struct {
 	// in a row it is killed and restarted.
 	Probe, ProbeTimeout time.Duration
 	ProbeFailures       int
-	Log  *slog.Logger
+	Log                 *slog.Logger
 }
 
 // Client implements contract.Reranker over a supervised plugin process.
