@@ -102,7 +102,7 @@ keeps a checkpoint; --resume continues from the last one.`,
 	fl.IntVar(&t.EvalBatchSize, "eval-batch-size", 32, "pairs per forward pass when evaluating")
 	fl.IntVar(&t.Patience, "patience", 0, "stop after this many evaluations without improvement (0: never)")
 	fl.Uint64Var(&t.Seed, "seed", 42, "seed of the split, negatives, data order, dropout and a fresh head")
-	fl.StringVar(&t.Loss, "loss", contract.LossBCE, "bce (binary cross-entropy on label/max) or listwise (softmax per query)")
+	fl.StringVar(&t.Loss, "loss", "", "cross-encoder: bce (binary cross-entropy on label/max, the default) or listwise (softmax per query); bi-encoder: contrastive (in-batch and hard negatives, the default)")
 	fl.Float64Var(&t.PosWeight, "pos-weight", 0, "BCE weight of positive pairs (0: none)")
 	fl.Float64Var(&t.WarmupRatio, "warmup-ratio", 0.1, "share of the steps the learning rate warms up over")
 	fl.Float64Var(&t.WeightDecay, "weight-decay", 0.01, "AdamW weight decay (not on biases and LayerNorm)")

@@ -209,8 +209,10 @@ func (c *Client) launch() (*plugin.Client, contract.Reranker, error) {
 		GRPCDialOptions:  contract.DialOptions(),
 		// Loading libtorch's libraries can take a while on a busy machine.
 		StartTimeout: 3 * time.Minute,
-		Logger: hclog.New(&hclog.LoggerOptions{Name: "rerank-plugin", Output: os.Stderr,
-			Level: hclog.Warn}),
+		// The plugin's log lines (and go-plugin's own) reach the host's
+		// logger at their own level.
+		Logger: hclog.New(&hclog.LoggerOptions{Name: "rerank-plugin", Output: slogWriter{c.opts.Log}, JSONFormat: true,
+			Level: hclog.Info}),
 	})
 	conn, err := proc.Client()
 	if err != nil {

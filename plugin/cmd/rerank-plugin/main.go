@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
@@ -32,8 +33,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "rerank-plugin is started by `rerank` (serve, predict, eval), not by hand")
 		os.Exit(1)
 	}
-	// go-plugin forwards the plugin's stderr to the host's log.
-	o.Log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	// go-plugin forwards the plugin's stderr to the host's log, at the level
+	// of each line, when the line is hclog's JSON: slog's keys are renamed.
+	o.Log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{ReplaceAttr: hclogKeys}))
 	e, err := engine.New(o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "rerank-plugin:", err)
@@ -54,4 +56,21 @@ func main() {
 		}{e, trainer}),
 		GRPCServer: contract.ServerOptions,
 	})
+}
+
+// hclogKeys renames slog's top-level keys to the "@level", "@message" and
+// "@timestamp" of hclog's JSON format, which go-plugin parses.
+func hclogKeys(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) > 0 {
+		return a
+	}
+	switch a.Key {
+	case slog.LevelKey:
+		return slog.String("@level", strings.ToLower(a.Value.String()))
+	case slog.MessageKey:
+		return slog.String("@message", a.Value.String())
+	case slog.TimeKey:
+		return slog.String("@timestamp", a.Value.Time().Format("2006-01-02T15:04:05.000000Z07:00"))
+	}
+	return a
 }
