@@ -230,19 +230,6 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-// searchDocText is the text the server sends the reranker for a search hit
-// (host/server's docText): title, a space, text, with neither trimmed. The
-// embedding cache is keyed by the exact text, so precomputed embeddings are
-// only found if this stays the server's rule.
-func searchDocText(title, text string) string {
-	if title == "" {
-		return text
-	}
-	if text == "" {
-		return title
-	}
-	return title + " " + text
-}
 
 // embedder precomputes a bi-encoder's embeddings of a corpus through the
 // plugin, which keeps them in the model's embedding cache file.
@@ -377,7 +364,7 @@ func (e *embedder) lookup(path string) (cached []bool, docs, stored int, err err
 		return nil
 	}
 	err = dataset.ReadCorpus(e.corpus, func(d dataset.Doc) error {
-		keys = append(keys, embcache.KeyOf(searchDocText(d.Title, d.Text)))
+		keys = append(keys, embcache.KeyOf(dataset.DocText(d.Title, d.Text)))
 		if len(keys) == cap(keys) {
 			return flush()
 		}
@@ -428,7 +415,7 @@ func (e *embedder) embed(ctx context.Context, c *pluginclient.Client, cached []b
 		if cached[i] {
 			return nil
 		}
-		req.Documents = append(req.Documents, contract.Document{ID: d.ID, Text: searchDocText(d.Title, d.Text)})
+		req.Documents = append(req.Documents, contract.Document{ID: d.ID, Text: dataset.DocText(d.Title, d.Text)})
 		if len(req.Documents) == e.batch {
 			return send()
 		}

@@ -130,9 +130,9 @@ func TestIndexPrecomputesEmbeddings(t *testing.T) {
 		t.Errorf("second run: %d documents, %d cached, %d embedded", docs, cached, fresh)
 	}
 
-	// The cache holds each document's text as host/server's docText joins
-	// it: title, a space, text, untrimmed (4 sample documents have outer
-	// whitespace, which dataset.DocText would trim).
+	// The cache holds each document's text as a search sends it
+	// (dataset.DocText, the one rule: trimmed title, a space, trimmed text;
+	// 4 sample documents have outer whitespace, so the rule matters).
 	cfg, err := checkpoint.ReadConfig(model)
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +159,7 @@ func TestIndexPrecomputesEmbeddings(t *testing.T) {
 		if strings.TrimSpace(d.Title) != d.Title || strings.TrimSpace(d.Text) != d.Text {
 			untrimmed++
 		}
-		keys = append(keys, embcache.KeyOf(d.Title+" "+d.Text))
+		keys = append(keys, embcache.KeyOf(strings.TrimSpace(d.Title)+" "+strings.TrimSpace(d.Text)))
 	}
 	if _, found, err := c.Get(keys); err != nil || found != len(keys) || untrimmed == 0 {
 		t.Errorf("cache holds %d of the %d documents' texts (%v); %d untrimmed", found, len(keys), err, untrimmed)

@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/rerankloop/rerank/evalharness/dataset"
 	"github.com/rerankloop/rerank/host/clicklog"
 	"github.com/rerankloop/rerank/host/search"
 	"github.com/rerankloop/rerank/plugin/contract"
@@ -250,7 +251,7 @@ func (s *Server) rerank(ctx context.Context, query string, hits []search.Hit, wi
 	defer cancel()
 	docs := make([]contract.Document, window)
 	for i, h := range hits[:window] {
-		docs[i] = contract.Document{ID: h.ID, Text: docText(h.Title, h.Text)}
+		docs[i] = contract.Document{ID: h.ID, Text: dataset.DocText(h.Title, h.Text)}
 	}
 	res, err := s.reranker.Rerank(ctx, contract.RerankRequest{Query: query, Documents: docs, Model: model})
 	if err == nil && len(res.Scores) != window {
@@ -309,16 +310,6 @@ func (s *Server) rerank(ctx context.Context, query string, hits []search.Hit, wi
 
 var errBadResponse = errors.New("reranker returned a score count that does not match the documents, or a non-finite score")
 
-// docText is what the cross-encoder reads for a document: title, then text.
-func docText(title, text string) string {
-	if title == "" {
-		return text
-	}
-	if text == "" {
-		return title
-	}
-	return title + " " + text
-}
 
 // logSearch hands the impression to the click log. With durable_searches it
 // waits for the commit; otherwise it returns once the impression is queued

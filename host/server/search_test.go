@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rerankloop/rerank/configs"
+	"github.com/rerankloop/rerank/evalharness/dataset"
 	"github.com/rerankloop/rerank/evalharness/fusion"
 	"github.com/rerankloop/rerank/plugin/contract"
 )
@@ -83,7 +84,7 @@ func rerankedOrder(t *testing.T, query string, k, n int) []string {
 	}
 	win := make([]sc, min(k, len(hits)))
 	for i := range win {
-		win[i] = sc{hits[i].ID, overlapScore(query, docText(hits[i].Title, hits[i].Text))}
+		win[i] = sc{hits[i].ID, overlapScore(query, dataset.DocText(hits[i].Title, hits[i].Text))}
 	}
 	sort.SliceStable(win, func(a, b int) bool { return win[a].s > win[b].s })
 	var ids []string
@@ -282,7 +283,7 @@ func TestSearchFusesWithBM25(t *testing.T) {
 	}
 	first, model := make([]float64, 20), make([]float64, 20)
 	for i, h := range hits {
-		first[i], model[i] = h.Score, float64(overlapScore(claim, docText(h.Title, h.Text)))
+		first[i], model[i] = h.Score, float64(overlapScore(claim, dataset.DocText(h.Title, h.Text)))
 	}
 	orders := map[string]bool{}
 	for _, a := range []float64{0, 0.5, 1} {
