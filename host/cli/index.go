@@ -230,7 +230,6 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-
 // embedder precomputes a bi-encoder's embeddings of a corpus through the
 // plugin, which keeps them in the model's embedding cache file.
 type embedder struct {

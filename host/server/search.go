@@ -310,7 +310,6 @@ func (s *Server) rerank(ctx context.Context, query string, hits []search.Hit, wi
 
 var errBadResponse = errors.New("reranker returned a score count that does not match the documents, or a non-finite score")
 
-
 // logSearch hands the impression to the click log. With durable_searches it
 // waits for the commit; otherwise it returns once the impression is queued
 // (commits keep order, so clicks on it find it) and a goroutine reports the
