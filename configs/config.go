@@ -124,6 +124,9 @@ type Retrain struct {
 	GateAlpha  float64 `mapstructure:"gate_alpha"`
 	// GateBM25Floor rejects candidates below BM25 alone (evalharness/gate).
 	GateBM25Floor bool `mapstructure:"gate_bm25_floor"`
+	// SwapOnClickLabels lets a candidate judged only on held-out click labels
+	// (no retrain.judgments) be swapped in automatically.
+	SwapOnClickLabels bool `mapstructure:"swap_on_click_labels"`
 }
 
 // ModelsPath is where retraining writes checkpoints: retrain.models_dir, or

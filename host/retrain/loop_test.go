@@ -179,6 +179,9 @@ func (h *host) call(method, path string, body, out any) int {
 	}
 	req, _ := http.NewRequest(method, h.http.URL+path, rd)
 	req.Header.Set("Authorization", "Bearer "+token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		h.t.Fatal(err)
@@ -338,12 +341,10 @@ func TestRetrainFromClicks(t *testing.T) {
 		t.Fatalf("gate record %+v %v, metrics %v", d, err, v2.Metrics)
 	}
 	t.Logf("held out: %s; %s", o.HeldOut, d.Reason)
-	want := "v1"
-	if d.Accepted {
-		want = "v2"
-	}
-	if o.Swapped != d.Accepted || h.servingVersion() != want {
-		t.Fatalf("gate accepted=%v, swapped=%v, serving %s", d.Accepted, o.Swapped, h.servingVersion())
+	// Judged on click labels only (no retrain.judgments): never swapped in
+	// automatically, accepted or not.
+	if o.Swapped || h.servingVersion() != "v1" || (d.Accepted && !strings.Contains(o.Note, "click labels only")) {
+		t.Fatalf("gate accepted=%v, swapped=%v, serving %s, note %q", d.Accepted, o.Swapped, h.servingVersion(), o.Note)
 	}
 	if !d.Accepted && v2.Status != registry.Rejected {
 		t.Fatalf("a rejected candidate is %s", v2.Status)

@@ -353,6 +353,12 @@ func (c *Controller) run(ctx context.Context, j *job) (*Outcome, error) {
 		j.phase("finished", "kept %s serving", serving.ID)
 		return out, nil
 	}
+	if judged == nil && !r.SwapOnClickLabels {
+		out.Note = fmt.Sprintf("accepted on held-out click labels only, which anyone who can reach /click can forge: not swapped automatically; swap %s in by hand after checking it, or set retrain.swap_on_click_labels", cand.ID)
+		j.logf("%s", out.Note)
+		j.phase("finished", "kept %s serving", serving.ID)
+		return out, nil
+	}
 
 	// The gate compared against the version serving when the run started.
 	if now, _, err := c.reg.Serving(); err != nil {

@@ -42,7 +42,7 @@ func TestBadInput(t *testing.T) {
 		{"two values", "POST", "/search", `{"query":"x"}{"query":"y"}`, 400, "more than one value"},
 		{"array body", "POST", "/search", `["x"]`, 400, "malformed JSON"},
 		{"null body", "POST", "/search", `null`, 400, "query is empty"},
-		{"empty body", "POST", "/search", ``, 400, "empty request body"},
+		{"empty body without a type", "POST", "/search", ``, 415, "Content-Type: application/json"},
 		{"unknown field", "POST", "/search", `{"query":"x","sise":3}`, 400, `unknown field "sise"`},
 		{"oversized body", "POST", "/search", `{"query":"` + strings.Repeat("a", 3000) + `"}`, 413, "over the 2048-byte limit"},
 		{"long user", "GET", "/search?q=x&user=" + strings.Repeat("u", 300), "", 400, "user is 300 bytes long"},
@@ -68,5 +68,46 @@ func TestBadInput(t *testing.T) {
 	waitLogged(e)
 	if log := exportLog(t, e.store); len(log) != 0 {
 		t.Fatalf("rejected searches were logged: %d", len(log))
+	}
+}
+
+// A web page cannot make its visitors' browsers log searches or clicks: a
+// JSON body needs Content-Type application/json (which a cross-site page
+// cannot send without permission), and what the browser marks cross-site is
+// refused. Same-origin pages and non-browser clients go through.
+func TestCrossSiteSearchesAndClicksAreRefused(t *testing.T) {
+	e := start(t, setup{})
+	for _, c := range []struct {
+		name, method, path, body string
+		header                   []string
+		code                     int
+		want                     string
+	}{
+		{"text/plain body", "POST", "/search", `{"query":"stem cells"}`, []string{"Content-Type", "text/plain"}, 415, "application/json"},
+		{"form body", "POST", "/click", `{"search_id":"x","doc_id":"y"}`, []string{"Content-Type", "application/x-www-form-urlencoded"}, 415, "application/json"},
+		{"cross-site GET search", "GET", "/search?q=stem+cells", "", []string{"Sec-Fetch-Site", "cross-site"}, 403, "cross-site"},
+		{"cross-site GET click", "GET", "/click?search_id=x&doc_id=y", "", []string{"Sec-Fetch-Site", "cross-site"}, 403, "cross-site"},
+		{"cross-site JSON search", "POST", "/search", `{"query":"stem cells"}`, []string{"Content-Type", "application/json", "Sec-Fetch-Site", "cross-site"}, 403, "cross-site"},
+		{"empty JSON body", "POST", "/search", ``, []string{"Content-Type", "application/json"}, 400, "empty request body"},
+	} {
+		var out map[string]string
+		code, _ := do(t, c.method, e.url+c.path, c.body, &out, c.header...)
+		if code != c.code || !strings.Contains(out["error"], c.want) {
+			t.Errorf("%s: %d %q, want %d with %q", c.name, code, out["error"], c.code, c.want)
+		}
+	}
+	for _, c := range []struct{ name, site, ctype string }{
+		{"same origin, charset", "same-origin", "application/json; charset=utf-8"},
+		{"no browser", "", "application/json"},
+	} {
+		var res SearchResponse
+		code, _ := do(t, "POST", e.url+"/search", `{"query":"stem cells"}`, &res, "Content-Type", c.ctype, "Sec-Fetch-Site", c.site)
+		if code != 200 || len(res.Hits) == 0 {
+			t.Errorf("%s: %d %+v", c.name, code, res)
+		}
+	}
+	waitLogged(e)
+	if log := exportLog(t, e.store); len(log) != 2 {
+		t.Errorf("%d searches logged, want the 2 allowed ones", len(log))
 	}
 }

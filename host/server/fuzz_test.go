@@ -59,6 +59,9 @@ func serve(s *Server, method, path, rawQuery string, body []byte, header ...stri
 	r := httptest.NewRequest(method, "/", bytes.NewReader(body))
 	r.URL = &url.URL{Path: path, RawQuery: rawQuery}
 	r.RequestURI = r.URL.RequestURI()
+	if body != nil {
+		r.Header.Set("Content-Type", "application/json")
+	}
 	for i := 0; i+1 < len(header); i += 2 {
 		r.Header.Set(header[i], header[i+1])
 	}

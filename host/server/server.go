@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"runtime/debug"
 	"strings"
@@ -81,8 +82,8 @@ func New(o Options) (*Server, error) {
 	}
 	s.metrics.watchDocs(s.ix.Count)
 
-	s.route("/search", "search", s.handleSearch, http.MethodGet, http.MethodPost)
-	s.route("/click", "click", s.handleClick, http.MethodGet, http.MethodPost)
+	s.route("/search", "search", sameSite(s.handleSearch), http.MethodGet, http.MethodPost)
+	s.route("/click", "click", sameSite(s.handleClick), http.MethodGet, http.MethodPost)
 	s.route("/docs/{id...}", "docs", s.handleDocJSON, http.MethodGet)
 	s.route("/doc/{id...}", "doc_page", s.handleDocPage, http.MethodGet)
 	s.route("/v1/rerank", "v1_rerank", s.bearer(s.cfg.Rerank.APIKey, "rerank.api_key", false, s.handleCohereRerank), http.MethodPost)
@@ -137,6 +138,19 @@ func (s *Server) route(pattern, name string, h http.HandlerFunc, methods ...stri
 		}
 		h(rec, r)
 	})
+}
+
+// sameSite refuses what a browser marks as sent by another site (an image,
+// a form or a script on any web page): searches and clicks become training
+// data, so only this site's page and non-browser clients may log them.
+func sameSite(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+			writeError(w, http.StatusForbidden, "cross-site requests may not search or click here: searches and clicks are training data")
+			return
+		}
+		h(w, r)
+	}
 }
 
 func contains(list []string, v string) bool {
@@ -263,6 +277,11 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // readJSON decodes r's body, at most http.max_body_bytes of valid UTF-8
 // holding exactly one JSON value, into v. strict rejects unknown fields.
 func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any, strict bool) error {
+	// A web page can make its visitors' browsers POST text/plain or form
+	// bodies anywhere without asking; application/json needs permission.
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return &apiError{http.StatusUnsupportedMediaType, "send the body as JSON with Content-Type: application/json"}
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.HTTP.MaxBodyBytes))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
