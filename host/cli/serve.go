@@ -187,7 +187,7 @@ func startLoop(ctx context.Context, cfg configs.Config, ix *search.Index, store 
 		return nil, nil, err
 	}
 	pc, err := pluginclient.Start(ctx, pluginclient.Options{
-		PluginPath: cfg.Rerank.PluginPath, ModelPath: v.Checkpoint, ModelVersion: v.ID,
+		PluginPath: cfg.Rerank.PluginPath, ModelPath: v.Checkpoint, ModelVersion: v.ID, ModelHash: v.CheckpointHash,
 		Device: cfg.Rerank.Device, Threads: cfg.Rerank.Threads, MaxLength: cfg.Rerank.MaxLength, Log: logger,
 		EmbeddingCache: filepath.Join(cfg.DataDir, "embeddings"),
 	})

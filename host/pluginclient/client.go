@@ -35,9 +35,9 @@ type Options struct {
 	// Checksum is the expected sha256 (hex) of the binary. Empty: read
 	// PluginPath + ".sha256" (written by `make build`), else hash the binary now.
 	Checksum string
-	// ModelPath, if set, is loaded and served at start and after every restart.
-	ModelPath    string
-	ModelVersion string
+	// ModelPath, if set, is loaded and served at start and after every
+	// restart; ModelHash, if set, is the sha256 its weights must have.
+	ModelPath, ModelVersion, ModelHash string
 
 	Device    string
 	Threads   int
@@ -123,7 +123,7 @@ func Start(ctx context.Context, opts Options) (*Client, error) {
 	}
 	c.proc, c.rpc = proc, rpc
 	if opts.ModelPath != "" {
-		if _, err := c.Load(ctx, contract.LoadRequest{Path: opts.ModelPath, Version: opts.ModelVersion, Serve: true}); err != nil {
+		if _, err := c.Load(ctx, contract.LoadRequest{Path: opts.ModelPath, Version: opts.ModelVersion, Serve: true, CheckpointHash: opts.ModelHash}); err != nil {
 			c.Close()
 			return nil, err
 		}

@@ -257,7 +257,7 @@ func (c *Controller) lastSwap() (registry.Swap, error) {
 // arm that was serving is loaded again beside it.
 func (c *Controller) loader(ctx context.Context) registry.Loader {
 	return func(v registry.Version) error {
-		if _, err := c.plugin.Load(ctx, contract.LoadRequest{Path: v.Checkpoint, Version: v.ID, Serve: true}); err != nil {
+		if _, err := c.plugin.Load(ctx, contract.LoadRequest{Path: v.Checkpoint, Version: v.ID, Serve: true, CheckpointHash: v.CheckpointHash}); err != nil {
 			return err
 		}
 		c.logger.Info("serving model swapped", "version", v.ID, "checkpoint", v.Checkpoint)

@@ -162,7 +162,7 @@ func (c *Controller) scoringModel(ctx context.Context, v registry.Version) (stri
 			return v.ID, nil
 		}
 	}
-	if _, err := c.plugin.Load(ctx, contract.LoadRequest{Path: v.Checkpoint, Version: candidateModel}); err != nil {
+	if _, err := c.plugin.Load(ctx, contract.LoadRequest{Path: v.Checkpoint, Version: candidateModel, CheckpointHash: v.CheckpointHash}); err != nil {
 		return "", fmt.Errorf("loading version %s to evaluate it: %w", v.ID, err)
 	}
 	return candidateModel, nil

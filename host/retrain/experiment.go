@@ -86,7 +86,7 @@ func (c *Controller) loadArms(ctx context.Context, e interleave.Experiment) erro
 		if _, err := os.Stat(filepath.Join(v.Checkpoint, checkpoint.WeightsFile)); err != nil {
 			return fmt.Errorf("version %s: checkpoint %s: %w", id, v.Checkpoint, err)
 		}
-		if _, err := c.plugin.Load(ctx, contract.LoadRequest{Path: v.Checkpoint, Version: v.ID}); err != nil {
+		if _, err := c.plugin.Load(ctx, contract.LoadRequest{Path: v.Checkpoint, Version: v.ID, CheckpointHash: v.CheckpointHash}); err != nil {
 			return fmt.Errorf("loading version %s beside the serving model: %w", id, err)
 		}
 	}

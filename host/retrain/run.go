@@ -335,7 +335,7 @@ func (c *Controller) run(ctx context.Context, j *job) (*Outcome, error) {
 	}
 	out.HeldOut = held.Source
 	j.phase("evaluate", "evaluating %s against %s on %d held-out queries: %s", cand.ID, serving.ID, held.Queries(), held.Source)
-	if _, err := c.plugin.Load(ctx, contract.LoadRequest{Path: ckpt, Version: candidateModel}); err != nil {
+	if _, err := c.plugin.Load(ctx, contract.LoadRequest{Path: ckpt, Version: candidateModel, CheckpointHash: cand.CheckpointHash}); err != nil {
 		return out, fmt.Errorf("loading the candidate beside the serving model: %w", err)
 	}
 	d, m, err := c.judge(ctx, held, cand, candidateModel, &serving)

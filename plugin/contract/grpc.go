@@ -95,7 +95,7 @@ func (c *GRPCClient) Rerank(ctx context.Context, req RerankRequest) (RerankRespo
 }
 
 func (c *GRPCClient) Load(ctx context.Context, req LoadRequest) (ModelInfo, error) {
-	out, err := c.client.Load(ctx, &pb.LoadRequest{Path: req.Path, Version: req.Version, Serve: req.Serve})
+	out, err := c.client.Load(ctx, &pb.LoadRequest{Path: req.Path, Version: req.Version, Serve: req.Serve, CheckpointHash: req.CheckpointHash})
 	if err != nil {
 		return ModelInfo{}, fromStatus(err)
 	}
@@ -148,7 +148,7 @@ func (s *grpcServer) Rerank(ctx context.Context, in *pb.RerankRequest) (*pb.Rera
 }
 
 func (s *grpcServer) Load(ctx context.Context, in *pb.LoadRequest) (*pb.ModelInfo, error) {
-	info, err := s.impl.Load(ctx, LoadRequest{Path: in.Path, Version: in.Version, Serve: in.Serve})
+	info, err := s.impl.Load(ctx, LoadRequest{Path: in.Path, Version: in.Version, Serve: in.Serve, CheckpointHash: in.CheckpointHash})
 	if err != nil {
 		return nil, toStatus(err)
 	}

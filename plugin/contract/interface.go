@@ -50,6 +50,9 @@ type LoadRequest struct {
 	Version string
 	// Serve makes it the serving model once loaded and warmed.
 	Serve bool
+	// CheckpointHash, if set, is the sha256 of model.safetensors the caller
+	// expects (the registry's): other weights are refused, never served.
+	CheckpointHash string
 }
 
 // ModelInfo describes a loaded model.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rerankloop/rerank/plugin/checkpoint"
 	"github.com/rerankloop/rerank/plugin/contract"
 )
 
@@ -156,5 +157,33 @@ func TestHealthWhileBusy(t *testing.T) {
 	defer hcancel()
 	if err := e.Health(hctx); err != nil {
 		t.Fatalf("a busy, progressing model thread failed its health check: %v", err)
+	}
+}
+
+// A Load the caller gave up on does not switch the serving model, and
+// weights other than the registry's are refused: the serving version and
+// the weights never disagree.
+func TestLoadNeverServesWhatTheCallerDidNotGet(t *testing.T) {
+	e := loadTiny(t, Options{MaxLength: 64})
+	other := t.TempDir()
+	if err := checkpoint.WriteRandom(other, checkpoint.TinyConfig(), 9); err != nil {
+		t.Fatal(err)
+	}
+	gaveUp, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := e.Load(gaveUp, contract.LoadRequest{Path: other, Version: "late", Serve: true}); !errors.Is(err, context.Canceled) {
+		t.Errorf("a load whose caller gave up: %v", err)
+	}
+	hash, _ := checkpoint.Hash("../testdata/tiny-ce")
+	_, err := e.Load(context.Background(), contract.LoadRequest{Path: other, Version: "changed", Serve: true, CheckpointHash: hash})
+	if !errors.Is(err, contract.ErrInvalidRequest) || !strings.Contains(err.Error(), hash[:12]) {
+		t.Errorf("weights other than the expected ones: %v", err)
+	}
+	infos, _ := e.Info(context.Background())
+	if len(infos) != 1 || infos[0].Version != "tiny" || !infos[0].Serving {
+		t.Fatalf("after the refused loads the engine holds %+v", infos)
+	}
+	if _, err := e.Load(context.Background(), contract.LoadRequest{Path: "../testdata/tiny-ce", Version: "same", CheckpointHash: hash}); err != nil {
+		t.Errorf("the expected weights: %v", err)
 	}
 }

@@ -604,6 +604,10 @@ func (e *Engine) Load(ctx context.Context, req contract.LoadRequest) (contract.M
 	if err != nil {
 		return contract.ModelInfo{}, fmt.Errorf("checkpoint %s: %w", req.Path, err)
 	}
+	if req.CheckpointHash != "" && req.CheckpointHash != hash {
+		return contract.ModelInfo{}, fmt.Errorf("%w: %s holds weights %.12s, not the expected %.12s: the checkpoint changed since it was registered",
+			contract.ErrInvalidRequest, filepath.Join(req.Path, checkpoint.WeightsFile), hash, req.CheckpointHash)
+	}
 	version := req.Version
 	if version == "" {
 		version = hash[:12]
@@ -648,6 +652,12 @@ func (e *Engine) Load(ctx context.Context, req contract.LoadRequest) (contract.M
 	if cache != nil {
 		l.info.MaxLength = m.Cfg.Sentence.MaxSeqLength
 		l.info.EmbeddingCache = cache.Path()
+	}
+	// A caller that gave up (a host past its deadline) must not find the
+	// plugin switched behind its back.
+	if err := ctx.Err(); err != nil {
+		e.onThread(func() { e.free(l) })
+		return contract.ModelInfo{}, err
 	}
 	e.mu.Lock()
 	var retired []*loaded

@@ -273,12 +273,14 @@ func (x *RerankResponse) GetModelVersion() string {
 }
 
 type LoadRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	Version       string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
-	Serve         bool                   `protobuf:"varint,3,opt,name=serve,proto3" json:"serve,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Path    string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Version string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	Serve   bool                   `protobuf:"varint,3,opt,name=serve,proto3" json:"serve,omitempty"`
+	// The weights' sha256 the caller expects ("" : any).
+	CheckpointHash string `protobuf:"bytes,4,opt,name=checkpoint_hash,json=checkpointHash,proto3" json:"checkpoint_hash,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *LoadRequest) Reset() {
@@ -330,6 +332,13 @@ func (x *LoadRequest) GetServe() bool {
 		return x.Serve
 	}
 	return false
+}
+
+func (x *LoadRequest) GetCheckpointHash() string {
+	if x != nil {
+		return x.CheckpointHash
+	}
+	return ""
 }
 
 type ModelInfo struct {
@@ -1678,11 +1687,12 @@ const file_reranker_proto_rawDesc = "" +
 	"\x0eRerankResponse\x12\x16\n" +
 	"\x06scores\x18\x01 \x03(\x02R\x06scores\x12+\n" +
 	"\aranking\x18\x02 \x03(\v2\x11.rerank.v1.RankedR\aranking\x12#\n" +
-	"\rmodel_version\x18\x03 \x01(\tR\fmodelVersion\"Q\n" +
+	"\rmodel_version\x18\x03 \x01(\tR\fmodelVersion\"z\n" +
 	"\vLoadRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x14\n" +
-	"\x05serve\x18\x03 \x01(\bR\x05serve\"\x8b\x02\n" +
+	"\x05serve\x18\x03 \x01(\bR\x05serve\x12'\n" +
+	"\x0fcheckpoint_hash\x18\x04 \x01(\tR\x0echeckpointHash\"\x8b\x02\n" +
 	"\tModelInfo\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x19\n" +
 	"\bmodel_id\x18\x02 \x01(\tR\amodelId\x12\x12\n" +

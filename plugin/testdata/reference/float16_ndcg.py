@@ -16,8 +16,7 @@ float64 dot / (|q| |d|), returned as float32). This script reranks the first sta
   - queries and candidate documents are encoded with SentenceTransformer(<all-MiniLM-L6-v2 folder>) on the
     CPU (mean pooling + Normalize, as the folder's modules.json says; max_seq_length from the folder);
     document text = title + " " + text, each trimmed, either alone when the other is empty
-    (evalharness/dataset.DocText, what `rerank eval` sends; host/server/search.go docText is the same
-    join without the trim, and tokenization ignores surrounding whitespace anyway);
+    (evalharness/dataset.DocText, the one rule `rerank eval`, search and training use);
   - cosine with float32 document vectors, and with the vectors rounded to float16
     (numpy astype(float16), round to nearest even, as plugin/embcache/half.go) and widened back;
   - model alone, and per-query min-max fusion a*minmax(first stage) + (1-a)*minmax(cosine) exactly as
