@@ -37,7 +37,7 @@ func TestSwapUnderLoadFailsNoSearch(t *testing.T) {
 		afterOld int
 		swapped  atomic.Int64 // when Load returned, unix nanoseconds
 	)
-	stop := load(c, 3*time.Second, func(started time.Time, resp contract.RerankResponse, err error) {
+	stop := load(c, 500*time.Millisecond, func(started time.Time, resp contract.RerankResponse, err error) { // the search deadline
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {

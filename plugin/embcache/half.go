@@ -58,3 +58,13 @@ func halfToFloat(h uint16) float32 {
 		return math.Float32frombits(sign | math.Float32bits(float32(em)*0x1p-24))
 	}
 }
+
+// Round returns v as the cache stores it (each value rounded to float16), so
+// a freshly computed embedding scores exactly as its cached copy will.
+func Round(v []float32) []float32 {
+	out := make([]float32, len(v))
+	for i, x := range v {
+		out[i] = halfToFloat(floatToHalf(x))
+	}
+	return out
+}

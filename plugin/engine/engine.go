@@ -513,8 +513,8 @@ func (e *Engine) rerankBi(ctx context.Context, l *loaded, req contract.RerankReq
 	scores := make([]float32, len(req.Documents))
 	for i := range req.Documents {
 		d := vecs[i]
-		if d == nil {
-			d = r.vecs[missing[keys[i]]]
+		if d == nil { // scored as the cache will give it back: the same score cold or warm
+			d = embcache.Round(r.vecs[missing[keys[i]]])
 		}
 		scores[i] = bert.Similarity(sentence.Similarity, q, d)
 	}
