@@ -93,6 +93,9 @@ func (s *Server) handleCohereRerank(w http.ResponseWriter, r *http.Request) {
 			code, msg = http.StatusBadRequest, err.Error()
 		case errors.Is(err, contract.ErrTooLarge):
 			code, msg = http.StatusRequestEntityTooLarge, err.Error()
+		case errors.Is(err, contract.ErrOverloaded):
+			code, msg = http.StatusTooManyRequests, err.Error()
+			w.Header().Set("Retry-After", "1")
 		case errors.Is(err, errBadResponse):
 			msg = "reranker failed: " + err.Error()
 		case errors.Is(err, contract.ErrUnavailable):

@@ -270,6 +270,8 @@ func (s *Server) rerank(ctx context.Context, query string, hits []search.Hit, wi
 		switch {
 		case errors.Is(err, contract.ErrUnavailable):
 			reason = "unavailable"
+		case errors.Is(err, contract.ErrOverloaded):
+			reason = "overloaded"
 		case errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil:
 			reason = "deadline"
 		case errors.Is(err, errBadResponse):

@@ -43,6 +43,9 @@ var (
 	ErrInvalidRequest = errors.New("invalid rerank request")
 	ErrNoModel        = errors.New("no such model loaded")
 	ErrTooLarge       = errors.New("request too large")
+	// ErrOverloaded: the model has more work queued than its budget; retry
+	// later (a search answers in first-stage order meanwhile).
+	ErrOverloaded = errors.New("reranker overloaded")
 )
 
 // GRPCPlugin is go-plugin's glue: Impl is set on the plugin side only.
@@ -200,6 +203,7 @@ var statusCodes = []struct {
 	{ErrNoModel, codes.NotFound},
 	{ErrTooLarge, codes.ResourceExhausted},
 	{ErrBusy, codes.FailedPrecondition},
+	{ErrOverloaded, codes.Aborted},
 	{ErrNoTrainer, codes.Unimplemented},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 	{context.Canceled, codes.Canceled},

@@ -108,7 +108,7 @@ func TestRandomCancellationsNeverWedgeTheModelThread(t *testing.T) {
 // the model thread is free again within the search deadline instead of
 // scoring a thousand documents one by one.
 func TestCancelledWindowStopsBetweenForwardPasses(t *testing.T) {
-	e := loadTiny(t, Options{MaxLength: 512, BatchSize: 1})
+	e := loadTiny(t, Options{MaxLength: 512, BatchSize: 1, MaxPendingTokens: 1 << 30}) // a window far above the default budget
 	docs := make([]contract.Document, 1000)
 	for i := range docs {
 		docs[i] = contract.Document{ID: fmt.Sprint(i), Text: strings.Repeat(fmt.Sprint("word", i, " "), 600)}
@@ -144,7 +144,7 @@ func waitBusy(t *testing.T, e *Engine) {
 // A model thread busy with a long window is healthy while it finishes
 // forward passes: the host's probe must not kill a plugin for being busy.
 func TestHealthWhileBusy(t *testing.T) {
-	e := loadTiny(t, Options{MaxLength: 512, BatchSize: 1})
+	e := loadTiny(t, Options{MaxLength: 512, BatchSize: 1, MaxPendingTokens: 1 << 30}) // a window far above the default budget
 	docs := make([]contract.Document, 1000)
 	for i := range docs {
 		docs[i] = contract.Document{ID: fmt.Sprint(i), Text: strings.Repeat(fmt.Sprint("word", i, " "), 600)}
@@ -185,5 +185,47 @@ func TestLoadNeverServesWhatTheCallerDidNotGet(t *testing.T) {
 	}
 	if _, err := e.Load(context.Background(), contract.LoadRequest{Path: "../testdata/tiny-ce", Version: "same", CheckpointHash: hash}); err != nil {
 		t.Errorf("the expected weights: %v", err)
+	}
+}
+
+// Work is admitted by a token budget: a request above it alone is too
+// large, and one that would overflow it while the model thread is busy is
+// refused as overloaded at once instead of waiting behind the queue.
+func TestPendingTokenBudget(t *testing.T) {
+	e := loadTiny(t, Options{MaxLength: 64, MaxPendingTokens: 100})
+	doc := func(n int) []contract.Document {
+		return []contract.Document{{ID: "d", Text: strings.Repeat("word ", n)}}
+	}
+	if _, err := e.Rerank(context.Background(), contract.RerankRequest{Query: "q", Documents: append(doc(50), doc(50)...)}); !errors.Is(err, contract.ErrTooLarge) {
+		t.Errorf("a request of ~110 tokens against a budget of 100: %v", err)
+	}
+	release := make(chan struct{})
+	held := make(chan struct{})
+	go e.onThread(func() { close(held); <-release }) // the model thread is busy
+	<-held
+	first := make(chan error, 1)
+	go func() {
+		_, err := e.Rerank(context.Background(), contract.RerankRequest{Query: "q", Documents: doc(55)})
+		first <- err
+	}()
+	for e.pending.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	// ~59 tokens each: the two together pass the budget. (Were it admitted,
+	// the call would wait behind the held thread: the deadline ends it.)
+	ctx, cancel := context.WithTimeout(context.Background(), searchDeadline)
+	defer cancel()
+	if _, err := e.Rerank(ctx, contract.RerankRequest{Query: "q", Documents: doc(55)}); !errors.Is(err, contract.ErrOverloaded) {
+		t.Errorf("a second request over the budget while the first waits: %v", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Errorf("the admitted request: %v", err)
+	}
+	if n := e.pending.Load(); n != 0 {
+		t.Errorf("%d tokens still counted as pending", n)
+	}
+	if _, err := e.Rerank(context.Background(), contract.RerankRequest{Query: "q", Documents: doc(40)}); err != nil {
+		t.Errorf("once the queue drained: %v", err)
 	}
 }

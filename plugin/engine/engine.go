@@ -51,6 +51,12 @@ type Options struct {
 	// MaxDocuments and MaxQueryBytes bound one request.
 	MaxDocuments  int
 	MaxQueryBytes int
+	// MaxPendingTokens bounds the work queued for the model thread, in
+	// tokens of the inputs still to run (default 262144: 512 pairs of 512
+	// tokens, some 40 s of a MiniLM cross-encoder on 2 CPU cores): a request
+	// above it alone is ErrTooLarge, one that would overflow it while others
+	// wait ErrOverloaded.
+	MaxPendingTokens int
 	// Seed initialises a fresh head when a plain encoder is loaded.
 	Seed uint64
 	// CacheDir keeps bi-encoders' document embeddings across restarts, a
@@ -80,6 +86,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxQueryBytes <= 0 {
 		o.MaxQueryBytes = 64 << 10
+	}
+	if o.MaxPendingTokens <= 0 {
+		o.MaxPendingTokens = 1 << 18
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -170,6 +179,8 @@ type Engine struct {
 	// progress is when the model thread last finished a forward pass or a
 	// task (unix nanoseconds): Health tells a busy thread from a stuck one.
 	progress atomic.Int64
+	// pending is the tokens of the requests submitted and not answered.
+	pending atomic.Int64
 }
 
 // progressWindow: a model thread that finished nothing for this long while
@@ -521,8 +532,23 @@ func (e *Engine) rerankBi(ctx context.Context, l *loaded, req contract.RerankReq
 	return respond(req, scores, r.version), nil
 }
 
-// submit queues r for the model thread and waits for its answer.
+// submit queues r for the model thread, within the pending-token budget,
+// and waits for its answer.
 func (e *Engine) submit(ctx context.Context, r *request) error {
+	cost := 0
+	for _, p := range r.pairs {
+		cost += len(p.enc.IDs)
+	}
+	budget := int64(e.opts.MaxPendingTokens)
+	if int64(cost) > budget {
+		return fmt.Errorf("%w: %d tokens to score, over the model's budget of %d; send fewer or shorter documents", contract.ErrTooLarge, cost, budget)
+	}
+	if now := e.pending.Add(int64(cost)); now > budget {
+		e.pending.Add(-int64(cost))
+		return fmt.Errorf("%w: %d tokens queued, %d more would pass the budget of %d", contract.ErrOverloaded, now-int64(cost), cost, budget)
+	}
+	// A caller that gave up releases its share: the model thread drops its pairs.
+	defer e.pending.Add(-int64(cost))
 	select {
 	case e.queue <- r:
 	case <-ctx.Done():
