@@ -198,9 +198,11 @@ func TestStopRule(t *testing.T) {
 		winner Team
 	}{
 		{50, 0.0001, true, false, ""},
-		{100, 0.01, true, true, Treatment},
-		{100, 0.01, false, true, Control},
+		{100, 0.01, true, false, ""}, // an interim look needs p < InterimAlpha
+		{100, 0.0005, true, true, Treatment},
+		{100, 0.0005, false, true, Control},
 		{500, 0.2, true, false, ""},
+		{1000, 0.01, true, true, Treatment}, // the final look uses Alpha
 		{1000, 0.2, true, true, ""},
 	} {
 		v := rule.Decide(tc.n, tc.p, tc.ahead)
@@ -279,5 +281,65 @@ func TestSplitMetrics(t *testing.T) {
 	}
 	if tr := s.Treatment; tr.Searches != 1 || tr.MRR != 1 || tr.Abandonment != 0 || s.MRRDiff != 0.75 {
 		t.Fatalf("treatment %+v diff %v", tr, s.MRRDiff)
+	}
+}
+
+// aaRun is one A/A interleaving experiment as the demo runs it: each search
+// shows a team draft of two independent random shuffles of the same top 10
+// (rankers of equal quality by construction), a position-biased user
+// clicks, and the stopping rule is looked at every look searches up to
+// searches. It reports whether a winner was declared.
+func aaRun(seed uint64, rule StopRule, searches, look int) bool {
+	w := newWorld(seed, 100, 10, 3)
+	var r InterleaveResult
+	for s := 1; s <= searches; s++ {
+		q := w.rng.IntN(len(w.queries))
+		a, b := slices.Clone(w.queries[q]), slices.Clone(w.queries[q])
+		w.rng.Shuffle(len(a), func(i, j int) { a[i], a[j] = a[j], a[i] })
+		w.rng.Shuffle(len(b), func(i, j int) { b[i], b[j] = b[j], b[i] })
+		picks := TeamDraft(a, b, 10, w.rng)
+		shown := make([]string, len(picks))
+		for i, p := range picks {
+			shown[i] = p.DocID
+		}
+		clicked := map[int]bool{}
+		for _, i := range w.clicks(q, shown) {
+			clicked[i] = true
+		}
+		var res []clicklog.ExportedResult
+		for i, p := range picks {
+			res = append(res, clicklog.ExportedResult{Position: i + 1, Team: string(p.Team), Clicked: clicked[i]})
+		}
+		r.Add(clicklog.ExportedImpression{Results: res})
+		if s%look == 0 {
+			r.Finish()
+			if v := r.Verdict(rule); v.Stop {
+				return v.Winner != ""
+			}
+		}
+	}
+	return false
+}
+
+// An A/A experiment must not find a winner more often than alpha says:
+// measured over 200 seeded runs with the demo's protocol (300 searches, a
+// look every 50, at least 40 searches with clicks, alpha 0.05), without and
+// with a final look (MaxSearches 150 informative searches). Before the
+// interim threshold, 23 of 200 runs (11.5%) declared a winner.
+func TestAAInterleavingFalsePositiveRate(t *testing.T) {
+	for _, rule := range []StopRule{{MinSearches: 40, Alpha: 0.05}, {MinSearches: 40, Alpha: 0.05, MaxSearches: 150}} {
+		const runs = 200
+		winners := 0
+		for seed := range uint64(runs) {
+			if aaRun(seed, rule, 300, 50) {
+				winners++
+			}
+		}
+		rate := float64(winners) / runs
+		t.Logf("A/A, rule %+v: a winner declared in %d of %d runs (%.1f%%)", rule, winners, runs, 100*rate)
+		// 200 runs at a true 5% exceed 9% with p < 0.01.
+		if rate > 0.09 {
+			t.Errorf("rule %+v: A/A experiments declare a winner in %.1f%% of runs, want about 5%% at most", rule, 100*rate)
+		}
 	}
 }
