@@ -500,8 +500,7 @@ func (d *demo) experiment(ctx context.Context, admin *adminClient, host, cand st
 	if err := admin.call(ctx, http.MethodPost, "/admin/experiments", body, &e); err != nil {
 		return v, err
 	}
-	d.say("started %s: every search reranked by v1 and %s, merged by team draft; stop when %d searches have clicks and the sign test gives p < %g",
-		e.ID, cand, e.Rule.MinSearches, e.Rule.Alpha)
+	d.say("started %s: every search reranked by v1 and %s, merged by team draft; stopping rule (sign test): %s", e.ID, cand, e.Rule)
 	for done, chunk := 0, 0; done < d.o.expSearches; chunk++ {
 		n := min(d.o.expChunk, d.o.expSearches-done)
 		if _, err := d.simulate(ctx, host, qs, qrels, n, d.o.seed+1000+uint64(chunk), "interleaved searches"); err != nil {

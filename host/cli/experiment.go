@@ -70,8 +70,8 @@ The host needs admin_token; every subcommand takes --host and --token.`,
 			if err := c.call(cmd.Context(), http.MethodPost, "/admin/experiments", body, &e); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "started %s: %s, control %s vs treatment %s, %.0f%% of %s; stop rule: %d searches with clicks, p < %g%s\n",
-				e.ID, e.Method, e.Control, e.Treatment, 100*e.Traffic, trafficUnit(e.Method), e.Rule.MinSearches, e.Rule.Alpha, maxRule(e.Rule))
+			fmt.Fprintf(cmd.OutOrStdout(), "started %s: %s, control %s vs treatment %s, %.0f%% of %s; stop rule: %s\n",
+				e.ID, e.Method, e.Control, e.Treatment, 100*e.Traffic, trafficUnit(e.Method), e.Rule)
 			return nil
 		},
 	}
@@ -171,12 +171,6 @@ func trafficUnit(m interleave.Method) string {
 	return "searches"
 }
 
-func maxRule(r interleave.StopRule) string {
-	if r.MaxSearches == 0 {
-		return ""
-	}
-	return fmt.Sprintf(", at most %d", r.MaxSearches)
-}
 
 // printExperiment shows an experiment and its tally (live or final).
 func printExperiment(w io.Writer, v retrain.ExperimentView) {
@@ -217,5 +211,5 @@ func printExperiment(w io.Writer, v retrain.ExperimentView) {
 	if res.Verdict.Winner != "" {
 		win = fmt.Sprintf("winner %s; ", res.Verdict.Winner)
 	}
-	fmt.Fprintf(w, "stopping rule (%d searches, p < %g%s): %s%s\n", e.Rule.MinSearches, e.Rule.Alpha, maxRule(e.Rule), win, res.Verdict.Reason)
+	fmt.Fprintf(w, "stopping rule (%s): %s%s\n", e.Rule, win, res.Verdict.Reason)
 }

@@ -115,6 +115,14 @@ func (r StopRule) Decide(n int, p float64, treatmentAhead bool) Verdict {
 	return Verdict{Reason: fmt.Sprintf("no significant difference yet (p = %.3g after %d searches; a winner before %s needs p < %g)", p, n, r.finalLook(), alpha)}
 }
 
+// String states the rule as a person reads it.
+func (r StopRule) String() string {
+	if r.MaxSearches > 0 {
+		return fmt.Sprintf("at least %d searches with clicks; a winner at p < %g before %d, at p < %g there", r.MinSearches, min(InterimAlpha, r.Alpha), r.MaxSearches, r.Alpha)
+	}
+	return fmt.Sprintf("at least %d searches with clicks; a winner at p < %g", r.MinSearches, min(InterimAlpha, r.Alpha))
+}
+
 func (r StopRule) finalLook() string {
 	if r.MaxSearches > 0 {
 		return fmt.Sprintf("%d searches", r.MaxSearches)
