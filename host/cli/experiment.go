@@ -171,7 +171,6 @@ func trafficUnit(m interleave.Method) string {
 	return "searches"
 }
 
-
 // printExperiment shows an experiment and its tally (live or final).
 func printExperiment(w io.Writer, v retrain.ExperimentView) {
 	e := v.Experiment
