@@ -61,6 +61,10 @@ type HTTP struct {
 	ReadTimeout     time.Duration `mapstructure:"read_timeout"`
 	WriteTimeout    time.Duration `mapstructure:"write_timeout"`
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+	// ClickRate and ClickBurst bound the clicks one client address may log:
+	// a token bucket, ClickRate a second (0: no bound) and ClickBurst at once.
+	ClickRate  float64 `mapstructure:"click_rate"`
+	ClickBurst int     `mapstructure:"click_burst"`
 }
 
 // Search bounds search requests.
@@ -325,6 +329,9 @@ func (c Config) validate() error {
 	}
 	if c.HTTP.MaxBodyBytes < 1024 {
 		bad("http.max_body_bytes", "want at least 1024, got %d", c.HTTP.MaxBodyBytes)
+	}
+	if !(c.HTTP.ClickRate >= 0) || c.HTTP.ClickRate > 0 && c.HTTP.ClickBurst < 1 {
+		bad("http.click_rate", "want 0 (no bound) or a positive rate with click_burst at least 1, got %g and %d", c.HTTP.ClickRate, c.HTTP.ClickBurst)
 	}
 	for _, d := range []struct {
 		key string

@@ -29,6 +29,11 @@ type clickRequest struct {
 }
 
 func (s *Server) handleClick(w http.ResponseWriter, r *http.Request) {
+	if !s.clicks.allow(r) {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("more than %g clicks a second from this address (http.click_rate)", s.cfg.HTTP.ClickRate))
+		return
+	}
 	var req clickRequest
 	if r.Method == http.MethodPost {
 		if err := s.readJSON(w, r, &req, true); err != nil {

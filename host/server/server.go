@@ -63,6 +63,7 @@ type Server struct {
 	pending  sync.WaitGroup // impressions answered before their commit
 	loop     *retrain.Controller
 	fusion   func(version string) (fusion.Params, bool)
+	clicks   *clickLimiter
 }
 
 // New builds a Server.
@@ -76,7 +77,8 @@ func New(o Options) (*Server, error) {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics()
 	}
-	s := &Server{ix: o.Index, reranker: o.Reranker, log: o.Log, cfg: o.Config, logger: o.Logger, metrics: o.Metrics, mux: http.NewServeMux(), loop: o.Loop, fusion: o.Fusion}
+	s := &Server{ix: o.Index, reranker: o.Reranker, log: o.Log, cfg: o.Config, logger: o.Logger, metrics: o.Metrics, mux: http.NewServeMux(), loop: o.Loop, fusion: o.Fusion,
+		clicks: newClickLimiter(o.Config.HTTP.ClickRate, o.Config.HTTP.ClickBurst)}
 	if rc, ok := o.Reranker.(restartCounter); ok {
 		s.metrics.watchRestarts(rc)
 	}
