@@ -190,6 +190,8 @@ func startLoop(ctx context.Context, cfg configs.Config, ix *search.Index, store 
 		PluginPath: cfg.Rerank.PluginPath, ModelPath: v.Checkpoint, ModelVersion: v.ID, ModelHash: v.CheckpointHash,
 		Device: cfg.Rerank.Device, Threads: cfg.Rerank.Threads, MaxLength: cfg.Rerank.MaxLength, Log: logger,
 		EmbeddingCache: filepath.Join(cfg.DataDir, "embeddings"),
+		// The plugin takes whatever the host sends: a search's window or a /v1/rerank call.
+		MaxDocuments: max(cfg.Rerank.MaxDocuments, cfg.Rerank.MaxWindow),
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("start the reranker with version %s (unset rerank.model_path to serve BM25 only): %w", v.ID, err)

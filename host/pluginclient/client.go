@@ -46,6 +46,10 @@ type Options struct {
 	Window    bool
 	Stride    int
 	Seed      uint64
+	// MaxDocuments is the most documents one request may carry; the host
+	// passes its own limit so that the two never disagree (0: the plugin's
+	// default, 1000).
+	MaxDocuments int
 	// EmbeddingCache is where bi-encoders keep document embeddings across
 	// restarts (empty: a temporary folder per plugin process).
 	EmbeddingCache string
@@ -188,6 +192,9 @@ func (c *Client) args() []string {
 	}
 	if o.EmbeddingCache != "" {
 		add("embedding-cache", o.EmbeddingCache)
+	}
+	if o.MaxDocuments > 0 {
+		add("max-documents", strconv.Itoa(o.MaxDocuments))
 	}
 	return a
 }

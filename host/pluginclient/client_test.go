@@ -249,3 +249,17 @@ func TestStoppedPluginIsReplaced(t *testing.T) {
 		t.Errorf("the load did not straddle the stop: %d ok (%d before the replacement), %d failed", ok.Load(), before, failed.Load())
 	}
 }
+
+// The host passes its per-request document limit to the plugin, so the two
+// cannot disagree (a host allowing more than the plugin would answer its
+// own valid requests with errors).
+func TestPluginTakesTheHostsDocumentLimit(t *testing.T) {
+	c := start(t, Options{ModelPath: "../../plugin/testdata/tiny-ce", MaxDocuments: 3})
+	four := append(slices.Clone(docs), docs...)
+	if _, err := c.Rerank(context.Background(), contract.RerankRequest{Query: "q", Documents: four}); !errors.Is(err, contract.ErrInvalidRequest) || !strings.Contains(err.Error(), "limit of 3") {
+		t.Errorf("4 documents against the host's limit of 3: %v", err)
+	}
+	if _, err := c.Rerank(context.Background(), contract.RerankRequest{Query: "q", Documents: docs}); err != nil {
+		t.Errorf("2 documents: %v", err)
+	}
+}

@@ -27,6 +27,7 @@ func main() {
 	flag.IntVar(&o.Stride, "stride", 64, "overlap of consecutive windows, in tokens")
 	flag.DurationVar(&o.MaxWait, "max-wait", 2*time.Millisecond, "micro-batching wait for more requests")
 	flag.Uint64Var(&o.Seed, "seed", 42, "seed of a fresh classification head")
+	flag.IntVar(&o.MaxDocuments, "max-documents", 1000, "documents in one request at most (the host passes its own limit)")
 	flag.IntVar(&o.MaxPendingTokens, "max-pending-tokens", 1<<18, "tokens of queued work above which requests are refused as overloaded")
 	flag.StringVar(&o.CacheDir, "embedding-cache", "", "folder of bi-encoders' document embeddings, kept across restarts (empty: a temporary one)")
 	flag.Parse()
