@@ -336,8 +336,8 @@ func (c *Client) restart() error {
 	return nil
 }
 
-// pid is the plugin process's id (0 while there is none).
-func (c *Client) pid() int {
+// PID is the plugin process's id (0 while there is none, e.g. restarting).
+func (c *Client) PID() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.proc == nil || c.rpc == nil {

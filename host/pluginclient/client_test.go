@@ -158,12 +158,12 @@ func TestKilledPluginIsRestarted(t *testing.T) {
 		}
 	})
 	time.Sleep(300 * time.Millisecond)
-	pid := c.pid()
+	pid := c.PID()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	for c.pid() == pid || c.pid() == 0 {
+	for c.PID() == pid || c.PID() == 0 {
 		if time.Since(killed) > 30*time.Second {
 			t.Fatal("plugin not restarted within 30 s")
 		}
@@ -221,7 +221,7 @@ func TestStoppedPluginIsReplaced(t *testing.T) {
 	})
 	defer stop()
 	time.Sleep(300 * time.Millisecond)
-	pid := c.pid()
+	pid := c.PID()
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +231,7 @@ func TestStoppedPluginIsReplaced(t *testing.T) {
 	// ProbeTimeout, go-plugin's 2 s grace before its forced kill, a restart.
 	o := c.opts
 	bound := time.Duration(o.ProbeFailures+1)*o.Probe + o.ProbeTimeout + 2*time.Second + 2*startup
-	for c.pid() == pid || c.pid() == 0 {
+	for c.PID() == pid || c.PID() == 0 {
 		if time.Since(stopped) > bound {
 			t.Fatalf("the stopped plugin was not replaced within %v", bound)
 		}

@@ -116,7 +116,7 @@ func TestPluginCrashDuringFinetuneIsAnError(t *testing.T) {
 	var killed atomic.Bool
 	_, err := c.Finetune(context.Background(), req, func(p contract.FinetuneProgress) {
 		if p.Step == 3 && !killed.Swap(true) {
-			syscall.Kill(c.pid(), syscall.SIGKILL)
+			syscall.Kill(c.PID(), syscall.SIGKILL)
 		}
 	})
 	if !errors.Is(err, contract.ErrUnavailable) || !strings.Contains(err.Error(), "resume") {

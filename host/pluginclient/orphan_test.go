@@ -24,7 +24,7 @@ func TestMain(m *testing.M) {
 			fmt.Println("error", err)
 			os.Exit(1)
 		}
-		fmt.Println("plugin", c.pid())
+		fmt.Println("plugin", c.PID())
 		select {}
 	}
 	os.Exit(m.Run())
@@ -105,7 +105,7 @@ func children(bin string) map[int]bool {
 func TestCloseDuringRestartLeavesNoPlugin(t *testing.T) {
 	c := start(t, Options{ModelPath: "../../plugin/testdata/tiny-ce"})
 	bin := c.opts.PluginPath
-	old := c.pid()
+	old := c.PID()
 	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -77,7 +77,7 @@ func TestSwapUnderLoadFailsNoSearch(t *testing.T) {
 func TestCrashDuringSwapKeepsOldVersion(t *testing.T) {
 	c := start(t, Options{ModelPath: "../../plugin/testdata/tiny-ce", ModelVersion: "old"})
 	next := bigCheckpoint(t)
-	pid := c.pid()
+	pid := c.PID()
 	loadErr := make(chan error, 1)
 	go func() {
 		_, err := c.Load(context.Background(), contract.LoadRequest{Path: next, Version: "new", Serve: true})
@@ -91,7 +91,7 @@ func TestCrashDuringSwapKeepsOldVersion(t *testing.T) {
 		t.Fatalf("load interrupted by the crash returned %v, want ErrUnavailable", err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for c.pid() == pid || c.pid() == 0 {
+	for c.PID() == pid || c.PID() == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("plugin not restarted")
 		}

@@ -69,7 +69,7 @@ var sampleIndex = sync.OnceValues(func() (string, error) {
 // host is a real host in the test process: index, click log, registry,
 // plugin process, the loop and the HTTP server.
 type host struct {
-	t     *testing.T
+	t     testing.TB
 	dir   string
 	cfg   configs.Config
 	ix    *search.Index
@@ -81,7 +81,7 @@ type host struct {
 }
 
 // testConfig is the built-in configuration sized for the tiny model.
-func testConfig(t *testing.T) configs.Config {
+func testConfig(t testing.TB) configs.Config {
 	t.Helper()
 	t.Setenv("RERANK_CONFIG", "")
 	cfg, err := configs.Load(nil)
@@ -97,7 +97,7 @@ func testConfig(t *testing.T) configs.Config {
 }
 
 // copyIndex gives dir the sample's index (once) and returns its folder.
-func copyIndex(t *testing.T, dir string) string {
+func copyIndex(t testing.TB, dir string) string {
 	t.Helper()
 	idx, err := sampleIndex()
 	if err != nil {
@@ -114,7 +114,7 @@ func copyIndex(t *testing.T, dir string) string {
 
 // startHost starts a host on dir, whose registry decides what serves
 // (tinyBase on the first start).
-func startHost(t *testing.T, dir string, cfg configs.Config) *host {
+func startHost(t testing.TB, dir string, cfg configs.Config) *host {
 	t.Helper()
 	bin, err := pluginBin()
 	if err != nil {
@@ -244,7 +244,7 @@ func (h *host) servingVersion() string {
 	return v.ID
 }
 
-func splitQueries(t *testing.T, split string) ([]dataset.Query, dataset.Qrels) {
+func splitQueries(t testing.TB, split string) ([]dataset.Query, dataset.Qrels) {
 	t.Helper()
 	b, err := dataset.OpenBEIR(sample)
 	if err != nil {
