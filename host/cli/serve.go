@@ -202,5 +202,9 @@ func startLoop(ctx context.Context, cfg configs.Config, ix *search.Index, store 
 		return nil, nil, err
 	}
 	logger.Info("reranker serving", "version", v.ID, "checkpoint", v.Checkpoint)
+	if infos, err := pc.Info(ctx); err == nil && len(infos) > 0 && infos[0].Kind == "bi-encoder" && v.Fusion == nil {
+		logger.Warn("the serving bi-encoder has no fusion with BM25: its cosine alone ranks, which is usually worse than the fusion; fit one with `rerank eval --model DIR --fuse auto --save-fusion`",
+			"version", v.ID, "checkpoint", v.Checkpoint)
+	}
 	return pc, ctrl, nil
 }
