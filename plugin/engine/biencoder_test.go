@@ -2,9 +2,11 @@ package engine
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -263,30 +265,38 @@ func TestEmbeddingCacheSurvivesRestartAndFollowsText(t *testing.T) {
 	}
 }
 
-// A corrupt cache file is an error naming it; the serving model stays.
-func TestCorruptEmbeddingCacheIsRefused(t *testing.T) {
+// A corrupt cache file is reported (an error in the log naming it), kept
+// aside for inspection and never read: the model loads with an empty cache
+// and its scores are computed afresh.
+func TestCorruptEmbeddingCacheIsSetAside(t *testing.T) {
 	model, cacheDir := tinyBiEncoder(t), t.TempDir()
-	e := newEngine(t, Options{CacheDir: cacheDir})
-	if _, err := e.Load(context.Background(), contract.LoadRequest{Path: "../testdata/tiny-ce", Version: "ce", Serve: true}); err != nil {
-		t.Fatal(err)
-	}
-	info, err := e.Load(context.Background(), contract.LoadRequest{Path: model, Version: "bi"})
+	var logged bytes.Buffer
+	e := newEngine(t, Options{CacheDir: cacheDir, Log: slog.New(slog.NewTextHandler(&logged, nil))})
+	docs := []contract.Document{{ID: "a", Text: "aspirin and the heart"}, {ID: "b", Text: "the weather"}}
+	info, err := e.Load(context.Background(), contract.LoadRequest{Path: model, Version: "bi", Serve: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Unload(context.Background(), "bi"); err != nil {
+	fresh, err := e.Rerank(context.Background(), contract.RerankRequest{Query: "aspirin", Documents: docs})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := e.Load(context.Background(), contract.LoadRequest{Path: "../testdata/tiny-ce", Version: "ce", Serve: true}); err != nil {
+		t.Fatal(err) // retires "bi" and closes its cache
 	}
 	if err := os.WriteFile(info.EmbeddingCache, []byte(strings.Repeat("garbage!", 4096)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.Load(context.Background(), contract.LoadRequest{Path: model, Version: "bi", Serve: true})
-	if err == nil || !strings.Contains(err.Error(), info.EmbeddingCache) {
-		t.Fatalf("corrupt cache: %v", err)
+	if _, err := e.Load(context.Background(), contract.LoadRequest{Path: model, Version: "bi", Serve: true}); err != nil {
+		t.Fatalf("a corrupt cache kept the model from loading: %v", err)
 	}
-	resp, err := e.Rerank(context.Background(), contract.RerankRequest{Query: "q", Documents: []contract.Document{{ID: "d", Text: "t"}}})
-	if err != nil || resp.ModelVersion != "ce" {
-		t.Errorf("serving model after the refused load: %+v, %v", resp, err)
+	again, err := e.Rerank(context.Background(), contract.RerankRequest{Query: "aspirin", Documents: docs})
+	if err != nil || maxDiff(again.Scores, fresh.Scores) > 1e-6 {
+		t.Fatalf("after the corrupt cache: %+v, %v; want the scores %v", again, err, fresh.Scores)
+	}
+	aside, _ := filepath.Glob(info.EmbeddingCache + ".bad-*")
+	if len(aside) != 1 || !strings.Contains(logged.String(), info.EmbeddingCache) || !strings.Contains(logged.String(), "level=ERROR") {
+		t.Errorf("the corrupt file was not reported and kept aside: %v\n%s", aside, logged.String())
 	}
 }
 

@@ -755,8 +755,19 @@ func (e *Engine) openCache(dir, weightsHash string, cfg checkpoint.Config) (*emb
 		}
 	}
 	c, err := embcache.Open(e.opts.CacheDir, id, cfg.Sentence.Dim)
+	if errors.Is(err, embcache.ErrCorrupt) || errors.Is(err, embcache.ErrMismatch) {
+		// Embeddings can always be computed again: keep the damaged file for
+		// inspection, start an empty one, and go on ranking.
+		path := filepath.Join(e.opts.CacheDir, id+embcache.Ext)
+		aside := fmt.Sprintf("%s.bad-%d", path, time.Now().Unix())
+		if rerr := os.Rename(path, aside); rerr != nil {
+			return nil, fmt.Errorf("embedding cache of %s: %w (and moving it aside failed: %v)", dir, err, rerr)
+		}
+		e.opts.Log.Error("embedding cache unusable: moved aside, embeddings are computed again", "err", err, "moved_to", aside)
+		c, err = embcache.Open(e.opts.CacheDir, id, cfg.Sentence.Dim)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("embedding cache of %s: %w (delete the file to rebuild it)", dir, err)
+		return nil, fmt.Errorf("embedding cache of %s: %w", dir, err)
 	}
 	e.caches[c.Path()] = &cacheRef{c: c, refs: 1}
 	return c, nil
