@@ -182,7 +182,7 @@ func runDemo(ctx context.Context, o demoOptions, out, errw io.Writer) error {
 	}
 	var base string
 	if err := d.phase("make the base model", func() error {
-		base, err = d.baseModel(ctx, dir, indexDir)
+		base, err = d.baseModel(ctx, dir, indexDir, trainQ, trainQrels)
 		return err
 	}); err != nil {
 		return err
@@ -319,7 +319,7 @@ func freshDemoDir(dir string) error {
 
 // baseModel is the cross-encoder built on the pretrained encoder, or a tiny
 // model trained on the train split's judgments first.
-func (d *demo) baseModel(ctx context.Context, dir, indexDir string) (string, error) {
+func (d *demo) baseModel(ctx context.Context, dir, indexDir string, trainQ []dataset.Query, trainQrels dataset.Qrels) (string, error) {
 	enc := d.o.encoder
 	if enc == "" {
 		enc = os.Getenv("RERANK_MINILM_DIR")
@@ -328,7 +328,7 @@ func (d *demo) baseModel(ctx context.Context, dir, indexDir string) (string, err
 		enc = findMiniLM()
 	}
 	if enc != "" && !d.o.tiny {
-		return d.fusedBiEncoder(ctx, enc, filepath.Join(dir, "models", "base"), indexDir)
+		return d.fusedBiEncoder(ctx, enc, filepath.Join(dir, "models", "base"), indexDir, trainQ, trainQrels)
 	}
 	// The tiny model starts below BM25: a gate with the floor would never
 	// let the loop climb from it.
@@ -381,17 +381,9 @@ func (d *demo) baseModel(ctx context.Context, dir, indexDir string) (string, err
 // bi-encoder as sentence-transformers saved it, fused with BM25 by a weight
 // fitted on the train split's queries (BM25's top eval-depth), kept in its
 // fusion.json.
-func (d *demo) fusedBiEncoder(ctx context.Context, enc, dst, indexDir string) (string, error) {
+func (d *demo) fusedBiEncoder(ctx context.Context, enc, dst, indexDir string, queries []dataset.Query, qrels dataset.Qrels) (string, error) {
 	if _, err := checkpoint.Init(enc, dst, checkpoint.BiEncoder, d.o.seed); err != nil {
 		return "", fmt.Errorf("building the base model from %s: %w", enc, err)
-	}
-	ds, err := dataset.OpenBEIR(d.o.dataset)
-	if err != nil {
-		return "", err
-	}
-	queries, qrels, err := ds.SplitQueries("train")
-	if err != nil {
-		return "", err
 	}
 	ix, err := search.Open(indexDir)
 	if err != nil {

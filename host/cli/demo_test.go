@@ -42,15 +42,7 @@ func TestDemoCommand(t *testing.T) {
 	}
 
 	// The registry and the experiment store record what the demo printed.
-	store, err := clicklog.Open(filepath.Join(dir, "data"), clicklog.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	reg, err := registry.Open(store)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, reg := demoRegistry(t, dir)
 	v2, err := reg.Get("v2")
 	if err != nil {
 		t.Fatal(err)
@@ -95,19 +87,26 @@ func TestDemoFusedBiEncoderBase(t *testing.T) {
 			t.Errorf("the demo's output lacks %q", want)
 		}
 	}
-	store, err := clicklog.Open(filepath.Join(dir, "data"), clicklog.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	reg, err := registry.Open(store)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, reg := demoRegistry(t, dir)
 	for _, id := range []string{"v1", "v2"} {
 		v, err := reg.Get(id)
 		if err != nil || v.Fusion == nil {
 			t.Errorf("%s: %+v, %v: registered without its fusion", id, v, err)
 		}
 	}
+}
+
+// demoRegistry opens the click log and model registry a demo left in dir.
+func demoRegistry(t *testing.T, dir string) (*clicklog.Store, *registry.Registry) {
+	t.Helper()
+	store, err := clicklog.Open(filepath.Join(dir, "data"), clicklog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	reg, err := registry.Open(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store, reg
 }

@@ -327,11 +327,18 @@ func (m *Model) Embed(b Batch, sentence checkpoint.Sentence, train bool) (emb *t
 		return nil, fmt.Errorf("pooling %q is not supported", sentence.Pooling)
 	}
 	if sentence.Normalize {
-		norm := s.Keep(s.Keep(emb.NormScalaroptDim(ts.FloatScalar(2), []int64{1}, true, false)).ClampMin(ts.FloatScalar(1e-12), false))
-		emb = s.Keep(emb.Div(norm, false))
+		emb = UnitRows(&s, emb)
 	}
 	s.Free(emb)
 	return emb, nil
+}
+
+// UnitRows scales each row of x to length 1, the norm floored at 1e-12 as
+// F.normalize does (sentence-transformers' Normalize and cos_sim); the
+// result is kept in s.
+func UnitRows(s *Scope, x *ts.Tensor) *ts.Tensor {
+	norm := s.Keep(s.Keep(x.NormScalaroptDim(ts.FloatScalar(2), []int64{1}, true, false)).ClampMin(ts.FloatScalar(1e-12), false))
+	return s.Keep(x.Div(norm, false))
 }
 
 func (m *Model) layer(l *layer, x, attnMask *ts.Tensor, B, T int64, train bool) (out *ts.Tensor, err error) {

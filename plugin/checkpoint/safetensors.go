@@ -1,14 +1,12 @@
 package checkpoint
 
 import (
-	"bufio"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"sort"
 )
 
@@ -152,7 +150,7 @@ func halfToFloat(h uint16) float32 {
 
 // WriteSafetensors writes tensors as F32 in name order, the layout that
 // transformers' save_pretrained produces, with {"format": "pt"} metadata.
-// It writes to a temporary file and renames, so a crash never leaves a half file.
+// It writes durably (writeDurable), so a crash never leaves a half file.
 func WriteSafetensors(path string, tensors map[string]Tensor) error {
 	names := make([]string, 0, len(tensors))
 	for n := range tensors {
@@ -174,34 +172,22 @@ func WriteSafetensors(path string, tensors map[string]Tensor) error {
 	for len(hdr)%8 != 0 { // keep the data 8-byte aligned, as the reference writer does
 		hdr = append(hdr, ' ')
 	}
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	binary.Write(w, binary.LittleEndian, uint64(len(hdr)))
-	w.Write(hdr)
-	var b [4]byte
-	for _, n := range names {
-		for _, x := range tensors[n].Data {
-			binary.LittleEndian.PutUint32(b[:], math.Float32bits(x))
-			w.Write(b[:])
+	err = writeDurable(path, func(w io.Writer) error {
+		binary.Write(w, binary.LittleEndian, uint64(len(hdr)))
+		w.Write(hdr)
+		var b [4]byte
+		for _, n := range names {
+			for _, x := range tensors[n].Data {
+				binary.LittleEndian.PutUint32(b[:], math.Float32bits(x))
+				if _, err := w.Write(b[:]); err != nil {
+					return err
+				}
+			}
 		}
-	}
-	if err := w.Flush(); err != nil {
-		f.Close()
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return SyncDir(filepath.Dir(path))
+	return nil
 }

@@ -104,15 +104,23 @@ func TestRandomCancellationsNeverWedgeTheModelThread(t *testing.T) {
 	}
 }
 
-// A window nobody waits for any more is dropped between forward passes, so
-// the model thread is free again within the search deadline instead of
-// scoring a thousand documents one by one.
-func TestCancelledWindowStopsBetweenForwardPasses(t *testing.T) {
-	e := loadTiny(t, Options{MaxLength: 512, BatchSize: 1, MaxPendingTokens: 1 << 30}) // a window far above the default budget
+// longWindow is an engine scoring one pair a forward pass, and 1,000
+// documents of 512 tokens: seconds of work for the tiny model, far above
+// the default token budget.
+func longWindow(t *testing.T) (*Engine, []contract.Document) {
+	e := loadTiny(t, Options{MaxLength: 512, BatchSize: 1, MaxPendingTokens: 1 << 30})
 	docs := make([]contract.Document, 1000)
 	for i := range docs {
 		docs[i] = contract.Document{ID: fmt.Sprint(i), Text: strings.Repeat(fmt.Sprint("word", i, " "), 600)}
 	}
+	return e, docs
+}
+
+// A window nobody waits for any more is dropped between forward passes, so
+// the model thread is free again within the search deadline instead of
+// scoring a thousand documents one by one.
+func TestCancelledWindowStopsBetweenForwardPasses(t *testing.T) {
+	e, docs := longWindow(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() {
@@ -144,11 +152,7 @@ func waitBusy(t *testing.T, e *Engine) {
 // A model thread busy with a long window is healthy while it finishes
 // forward passes: the host's probe must not kill a plugin for being busy.
 func TestHealthWhileBusy(t *testing.T) {
-	e := loadTiny(t, Options{MaxLength: 512, BatchSize: 1, MaxPendingTokens: 1 << 30}) // a window far above the default budget
-	docs := make([]contract.Document, 1000)
-	for i := range docs {
-		docs[i] = contract.Document{ID: fmt.Sprint(i), Text: strings.Repeat(fmt.Sprint("word", i, " "), 600)}
-	}
+	e, docs := longWindow(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go e.Rerank(ctx, contract.RerankRequest{Query: "q", Documents: docs})

@@ -1,9 +1,7 @@
 package engine
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -29,21 +27,7 @@ type refPair struct {
 
 func readPairs(t testing.TB) []refPair {
 	t.Helper()
-	f, err := os.Open("../testdata/parity/pairs.jsonl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var ps []refPair
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<24)
-	for sc.Scan() {
-		var p refPair
-		if err := json.Unmarshal(sc.Bytes(), &p); err != nil {
-			t.Fatal(err)
-		}
-		ps = append(ps, p)
-	}
+	ps := readJSONL[refPair](t, "../testdata/parity/pairs.jsonl")
 	if len(ps) < 200 {
 		t.Fatalf("only %d reference pairs", len(ps))
 	}

@@ -120,8 +120,8 @@ func (t *trainer) contrastiveLoss(s *bert.Scope, st step) *ts.Tensor {
 	U, N := int64(len(queries)), int64(len(docs))
 	q := s.Keep(t.model.Embed(bert.NewBatch(queries, pad), sentence, true))
 	d := s.Keep(t.model.Embed(bert.NewBatch(docs, pad), sentence, true))
-	if sentence.Similarity != checkpoint.SimilarityDot {
-		q, d = unit(s, q), unit(s, d)
+	if sentence.Similarity != checkpoint.SimilarityDot && !sentence.Normalize { // cosine of rows not unit yet
+		q, d = bert.UnitRows(s, q), bert.UnitRows(s, d)
 	}
 	sim := s.Keep(q.Matmul(s.Keep(d.Transpose(0, 1, false)), false)) // [U, N]
 	if sentence.Similarity != checkpoint.SimilarityDot {
@@ -139,12 +139,6 @@ func (t *trainer) contrastiveLoss(s *bert.Scope, st step) *ts.Tensor {
 	x = s.Keep(x.Mul(onDevice(s, t.device, target, []int64{U, N}), false))
 	x = s.Keep(x.Sum(gotch.Float, false))
 	return s.Keep(x.MulScalar(ts.FloatScalar(-1), false))
-}
-
-// unit scales each row to length 1 (norm floored at 1e-12, as F.normalize).
-func unit(s *bert.Scope, x *ts.Tensor) *ts.Tensor {
-	norm := s.Keep(s.Keep(x.NormScalaroptDim(ts.FloatScalar(2), []int64{1}, true, false)).ClampMin(ts.FloatScalar(1e-12), false))
-	return s.Keep(x.Div(norm, false))
 }
 
 // encodeValTexts encodes a bi-encoder's validation queries and their
