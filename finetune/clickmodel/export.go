@@ -2,10 +2,9 @@ package clickmodel
 
 import (
 	"fmt"
-	"os"
 
+	"github.com/rerankloop/rerank/finetune/impression"
 	"github.com/rerankloop/rerank/finetune/pairs"
-	"github.com/rerankloop/rerank/host/clicklog"
 )
 
 // KeyBy chooses what documents share attractiveness across impressions.
@@ -31,7 +30,7 @@ type ExportOptions struct {
 }
 
 // FromExport turns one exported search into an impression.
-func FromExport(e clicklog.ExportedImpression, opt ExportOptions) (Impression, error) {
+func FromExport(e impression.Impression, opt ExportOptions) (Impression, error) {
 	im := Impression{Query: e.Query}
 	switch opt.KeyBy {
 	case "", KeyQuery:
@@ -51,22 +50,26 @@ func FromExport(e clicklog.ExportedImpression, opt ExportOptions) (Impression, e
 	return im, nil
 }
 
+// FromExports turns exported searches into impressions.
+func FromExports(es []impression.Impression, opt ExportOptions) ([]Impression, error) {
+	out := make([]Impression, 0, len(es))
+	for _, e := range es {
+		im, err := FromExport(e, opt)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, im)
+	}
+	return out, nil
+}
+
 // ReadExport reads an export file (`rerank logs export`) into impressions.
 func ReadExport(path string, opt ExportOptions) ([]Impression, error) {
-	f, err := os.Open(path)
+	es, err := impression.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	var out []Impression
-	err = clicklog.ReadExport(f, func(e clicklog.ExportedImpression) error {
-		im, err := FromExport(e, opt)
-		if err != nil {
-			return err
-		}
-		out = append(out, im)
-		return nil
-	})
+	out, err := FromExports(es, opt)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

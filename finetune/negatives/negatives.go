@@ -13,15 +13,9 @@ import (
 	"strings"
 
 	"github.com/rerankloop/rerank/evalharness/dataset"
+	"github.com/rerankloop/rerank/evalharness/runner"
 	"github.com/rerankloop/rerank/finetune/pairs"
-	"github.com/rerankloop/rerank/host/search"
 )
-
-// Retriever is the BM25 search that hard negatives come from; *search.Index
-// is one.
-type Retriever interface {
-	Search(ctx context.Context, query string, k, from int) ([]search.Hit, int, error)
-}
 
 // Options says how many negatives each query gets.
 type Options struct {
@@ -57,7 +51,7 @@ func (r *Report) Text() string {
 // from the seed and the normalised query, so the result does not depend on
 // the order of labeled. idx may be nil when opt.Hard is 0, corpus empty when
 // opt.Random is 0.
-func Mine(ctx context.Context, labeled []pairs.Pair, idx Retriever, corpus []dataset.Doc, opt Options) ([]pairs.Pair, *Report, error) {
+func Mine(ctx context.Context, labeled []pairs.Pair, idx runner.FirstStage, corpus []dataset.Doc, opt Options) ([]pairs.Pair, *Report, error) {
 	if opt.Hard < 0 || opt.Random < 0 || opt.Depth < 0 {
 		return nil, nil, fmt.Errorf("negatives: counts must not be negative (hard %d, depth %d, random %d)", opt.Hard, opt.Depth, opt.Random)
 	}
@@ -111,7 +105,7 @@ func Mine(ctx context.Context, labeled []pairs.Pair, idx Retriever, corpus []dat
 		}
 
 		if opt.Hard > 0 {
-			hits, _, err := idx.Search(ctx, q.first.Query, opt.Depth+len(q.labeled.ids), 0)
+			hits, err := idx.Search(ctx, q.first.Query, opt.Depth+len(q.labeled.ids))
 			if err != nil {
 				return nil, nil, fmt.Errorf("negatives for query %s %q: %w", q.first.QueryID, q.first.Query, err)
 			}
@@ -119,10 +113,9 @@ func Mine(ctx context.Context, labeled []pairs.Pair, idx Retriever, corpus []dat
 			var pool []cand
 			inPool := newDocSet()
 			for _, h := range hits {
-				text := dataset.DocText(h.Title, h.Text)
-				if len(pool) < opt.Depth && usable(h.ID, text) && !inPool.has(h.ID, text) {
-					inPool.add(h.ID, text)
-					pool = append(pool, cand{h.ID, text})
+				if len(pool) < opt.Depth && usable(h.ID, h.Text) && !inPool.has(h.ID, h.Text) {
+					inPool.add(h.ID, h.Text)
+					pool = append(pool, cand{h.ID, h.Text})
 				}
 			}
 			if len(pool) < opt.Hard {

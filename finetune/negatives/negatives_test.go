@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/rerankloop/rerank/evalharness/dataset"
+	"github.com/rerankloop/rerank/evalharness/runner"
 	"github.com/rerankloop/rerank/finetune/pairs"
 	"github.com/rerankloop/rerank/host/search"
 )
@@ -25,7 +26,9 @@ func corpus() []dataset.Doc {
 	return append(docs, dataset.Doc{ID: "tide", Title: "Tides", Text: "The moon drives ocean tides."})
 }
 
-func openIndex(t *testing.T, docs []dataset.Doc) *search.Index {
+// openIndex builds a real BM25 index of docs, the first stage hard negatives
+// come from in production.
+func openIndex(t *testing.T, docs []dataset.Doc) search.Stage {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "index")
 	read := func(fn func(search.Doc) error) error {
@@ -44,7 +47,7 @@ func openIndex(t *testing.T, docs []dataset.Doc) *search.Index {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { idx.Close() })
-	return idx
+	return search.Stage{Index: idx}
 }
 
 func labeled() []pairs.Pair {
@@ -71,7 +74,7 @@ func TestHardNegativesAreTopUnlabelledBM25Results(t *testing.T) {
 		byQuery[p.QueryID] = append(byQuery[p.QueryID], p.DocID)
 	}
 	// Depth equal to Hard: exactly the top unlabelled results, in some order.
-	hits, _, err := idx.Search(ctx, "vitamin d bone density", 7, 0)
+	hits, err := idx.Search(ctx, "vitamin d bone density", 7)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +158,7 @@ func set(ps []pairs.Pair) map[[2]string]bool {
 func TestMineBadOptions(t *testing.T) {
 	ctx := context.Background()
 	for name, c := range map[string]struct {
-		idx    Retriever
+		idx    runner.FirstStage
 		corpus []dataset.Doc
 		opt    Options
 	}{

@@ -172,3 +172,37 @@ func (r *SplitReport) Text() string {
 	fmt.Fprintf(&b, "  %s\n", r.Leakage)
 	return b.String()
 }
+
+// QueryKey identifies p's query: its id, or else its normalised text.
+func QueryKey(p Pair) string {
+	if p.QueryID != "" {
+		return p.QueryID
+	}
+	return NormalizeQuery(p.Query)
+}
+
+// LimitQueries keeps the pairs of at most n queries (0: all), drawn by seed.
+func LimitQueries(ps []Pair, n int, seed uint64) []Pair {
+	var ids []string
+	seen := map[string]bool{}
+	for _, p := range ps {
+		if id := QueryKey(p); !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	if n <= 0 || n >= len(ids) {
+		return ps
+	}
+	keep := map[string]bool{}
+	for _, i := range rand.New(rand.NewPCG(seed, 0xe7a1)).Perm(len(ids))[:n] {
+		keep[ids[i]] = true
+	}
+	var out []Pair
+	for _, p := range ps {
+		if keep[QueryKey(p)] {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,8 +1,10 @@
 // Package trainset turns any training source (a judgments file, a BEIR
-// folder or the host's click-log export) into checked train and validation
-// pairs with hard and random negatives, and a report of every step. It is
-// what `rerank finetune` and `rerank retrain` run before sending pairs to the
-// plugin.
+// folder, a click-log export or the click log's impressions in memory) into
+// checked train and validation pairs with hard and random negatives, and a
+// report of every step. It is what `rerank finetune` and `rerank retrain` run
+// before sending pairs to the plugin. It reads files by path but never opens
+// an index: the BM25 first stage and the document lookup come in as
+// interfaces, so a serving host hands over its open index.
 package trainset
 
 import (
@@ -12,13 +14,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
+	"slices"
 
 	"github.com/rerankloop/rerank/evalharness/dataset"
+	"github.com/rerankloop/rerank/evalharness/runner"
 	"github.com/rerankloop/rerank/finetune/clickmodel"
+	"github.com/rerankloop/rerank/finetune/impression"
 	"github.com/rerankloop/rerank/finetune/negatives"
 	"github.com/rerankloop/rerank/finetune/pairs"
-	"github.com/rerankloop/rerank/host/search"
 )
 
 // Kind is the format of a training source.
@@ -53,9 +58,14 @@ type ClickOptions struct {
 
 // Options says what to build from. Zero counts of negatives add none.
 type Options struct {
+	// Train is a judgments file, a BEIR folder or a click-log export; or
+	// empty, with Impressions set.
 	Train string
 	Kind  Kind
-	Split string // BEIR split to train on (default "train")
+	// Impressions are click-log searches to label (Kind clicks), when Train
+	// is empty: the host's window of its log, read without a file.
+	Impressions []impression.Impression
+	Split       string // BEIR split to train on (default "train")
 
 	// Val is a validation source; when empty, Train is split by query.
 	Val      string
@@ -70,12 +80,22 @@ type Options struct {
 	Conflicts pairs.ConflictPolicy
 	MinPairs  int // warn under this many pairs (default 500)
 
-	// Index is a BM25 index folder (`rerank index`): hard negatives come from
-	// it, and click-log documents get their text from it.
-	Index string
+	// Retriever is the BM25 first stage hard negatives come from.
+	Retriever runner.FirstStage
+	// Docs looks up the text of a click-log document by id when no Corpus is
+	// given (ok false: not there).
+	Docs func(id string) (text string, ok bool, err error)
 	// Corpus is a corpus JSONL: random negatives come from it, and click-log
-	// documents get their text from it. A BEIR source brings its own.
+	// documents get their text from it. A BEIR source brings its own; with
+	// neither, random negatives come from the training data's own documents.
 	Corpus string
+
+	// Exclude are queries never to train or validate on (the gate's judged
+	// held-out queries), matched after normalisation.
+	Exclude []string
+	// MaxPairs keeps at most this many training pairs, negatives included,
+	// drawn by Seed (0: all).
+	MaxPairs int
 
 	// Negatives' Seed is ignored: Seed is used.
 	Negatives negatives.Options
@@ -91,7 +111,7 @@ type Result struct {
 
 // Build loads, checks, splits and completes the training data.
 func Build(ctx context.Context, opt Options) (*Result, error) {
-	if opt.Train == "" {
+	if opt.Train == "" && opt.Impressions == nil {
 		return nil, errors.New("training data: no source given")
 	}
 	if opt.Split == "" {
@@ -101,30 +121,44 @@ func Build(ctx context.Context, opt Options) (*Result, error) {
 		opt.ValSplit = DefaultValSplit
 	}
 	env := &sources{opt: opt}
-	defer env.close()
 
 	rep := &Report{}
-	train, err := env.load(ctx, opt.Train, opt.Kind, opt.Split, &rep.Train)
+	var train []pairs.Pair
+	var err error
+	if opt.Train == "" {
+		train, err = env.loadClicks(ctx, opt.Impressions, "the click log", &rep.Train)
+	} else {
+		train, err = env.load(ctx, opt.Train, opt.Kind, opt.Split, &rep.Train)
+	}
 	if err != nil {
 		return nil, err
+	}
+	if len(opt.Exclude) > 0 {
+		train, rep.ExcludedQueries, rep.ExcludedPairs = pairs.RemoveLeaks(train, queryPairs(opt.Exclude))
+		if len(train) == 0 {
+			return nil, fmt.Errorf("training data %s: every query is among the excluded (held-out) queries", rep.Train.Path)
+		}
 	}
 	checkOpt := pairs.CheckOptions{Scale: opt.Scale, Conflicts: opt.Conflicts, MinPairs: opt.MinPairs}
 	if checkOpt.Scale == pairs.ScaleAuto {
 		checkOpt.Scale = rep.Train.scale
 	}
 	if train, rep.Checks, err = pairs.Check(train, checkOpt); err != nil {
-		return nil, fmt.Errorf("training data %s: %w", opt.Train, err)
+		return nil, fmt.Errorf("training data %s: %w", rep.Train.Path, err)
 	}
 
 	var val []pairs.Pair
 	if opt.Val == "" {
 		if train, val, rep.Split, err = pairs.Split(train, opt.ValFraction, opt.Seed); err != nil {
-			return nil, fmt.Errorf("training data %s: %w", opt.Train, err)
+			return nil, fmt.Errorf("training data %s: %w", rep.Train.Path, err)
 		}
 	} else {
 		rep.Val = &Source{}
 		if val, err = env.load(ctx, opt.Val, opt.ValKind, opt.ValSplit, rep.Val); err != nil {
 			return nil, err
+		}
+		if len(opt.Exclude) > 0 {
+			val, _, _ = pairs.RemoveLeaks(val, queryPairs(opt.Exclude))
 		}
 		vopt := checkOpt
 		if opt.Scale == pairs.ScaleAuto {
@@ -143,25 +177,24 @@ func Build(ctx context.Context, opt Options) (*Result, error) {
 
 	if n := opt.Negatives; n.Hard > 0 || n.Random > 0 {
 		n.Seed = opt.Seed
-		var retriever negatives.Retriever
-		if n.Hard > 0 {
-			idx, err := env.index()
-			if err != nil {
-				return nil, fmt.Errorf("hard negatives: %w", err)
-			}
-			retriever = idx
+		if n.Hard > 0 && opt.Retriever == nil {
+			return nil, errors.New("hard negatives: no BM25 index given")
 		}
 		var docs []dataset.Doc
 		if n.Random > 0 {
-			if docs, err = env.negativeCorpus(); err != nil {
+			if docs, rep.RandomFrom, err = env.negativeCorpus(train); err != nil {
 				return nil, err
 			}
 		}
 		var negs []pairs.Pair
-		if negs, rep.Negatives, err = negatives.Mine(ctx, train, retriever, docs, n); err != nil {
+		if negs, rep.Negatives, err = negatives.Mine(ctx, train, opt.Retriever, docs, n); err != nil {
 			return nil, err
 		}
 		train = append(train, negs...)
+	}
+	if opt.MaxPairs > 0 && len(train) > opt.MaxPairs {
+		rep.SampledFrom = len(train)
+		train = samplePairs(train, opt.MaxPairs, opt.Seed)
 	}
 
 	// The leakage check runs again on exactly what will be trained on.
@@ -173,10 +206,9 @@ func Build(ctx context.Context, opt Options) (*Result, error) {
 	return &Result{Train: train, Validation: val, Report: rep}, nil
 }
 
-// sources opens the index and reads each corpus once, when first needed.
+// sources reads each corpus once, when first needed.
 type sources struct {
 	opt     Options
-	idx     *search.Index
 	corpora map[string]*corpus
 	// beirCorpus is the first BEIR source's corpus, the random negatives'
 	// corpus when none is given.
@@ -195,27 +227,6 @@ func (c *corpus) text(id string) (string, bool) {
 		return "", false
 	}
 	return dataset.DocText(c.docs[i].Title, c.docs[i].Text), true
-}
-
-func (s *sources) close() {
-	if s.idx != nil {
-		s.idx.Close()
-	}
-}
-
-func (s *sources) index() (*search.Index, error) {
-	if s.idx != nil {
-		return s.idx, nil
-	}
-	if s.opt.Index == "" {
-		return nil, errors.New("no BM25 index given")
-	}
-	idx, err := search.Open(s.opt.Index)
-	if err != nil {
-		return nil, err
-	}
-	s.idx = idx
-	return idx, nil
 }
 
 func (s *sources) corpus(path string) (*corpus, error) {
@@ -243,24 +254,34 @@ func (s *sources) corpus(path string) (*corpus, error) {
 	return c, nil
 }
 
-// negativeCorpus is where random negatives come from.
-func (s *sources) negativeCorpus() ([]dataset.Doc, error) {
+// negativeCorpus is where random negatives come from, and says which: the
+// corpus given, the BEIR source's, or else the training pairs' own documents
+// (the minimal judgments file has no corpus beside it).
+func (s *sources) negativeCorpus(train []pairs.Pair) ([]dataset.Doc, string, error) {
 	path := s.opt.Corpus
 	if path == "" {
 		path = s.beirCorpus
 	}
 	if path == "" {
-		return nil, errors.New("random negatives need a corpus (give a corpus JSONL)")
+		var docs []dataset.Doc
+		seen := map[string]bool{}
+		for _, p := range train {
+			if !seen[p.Text] {
+				seen[p.Text] = true
+				docs = append(docs, dataset.Doc{ID: p.DocID, Text: p.Text})
+			}
+		}
+		return docs, fmt.Sprintf("the training data's own %d documents (no corpus given)", len(docs)), nil
 	}
 	c, err := s.corpus(path)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return c.docs, nil
+	return c.docs, path, nil
 }
 
 // clickText looks up a logged document: in the corpus when one is given,
-// else in the index.
+// else through Options.Docs.
 func (s *sources) clickText(id string) (string, bool, error) {
 	if s.opt.Corpus != "" {
 		c, err := s.corpus(s.opt.Corpus)
@@ -270,18 +291,10 @@ func (s *sources) clickText(id string) (string, bool, error) {
 		t, ok := c.text(id)
 		return t, ok, nil
 	}
-	idx, err := s.index()
-	if err != nil {
-		return "", false, fmt.Errorf("click logs name documents by id, so their text comes from the BM25 index or a corpus: %w", err)
+	if s.opt.Docs == nil {
+		return "", false, errors.New("click logs name documents by id, so their text comes from the BM25 index or a corpus: give one")
 	}
-	d, err := idx.Get(id)
-	if errors.Is(err, search.ErrNotFound) {
-		return "", false, nil
-	}
-	if err != nil {
-		return "", false, err
-	}
-	return dataset.DocText(d.Title, d.Text), true, nil
+	return s.opt.Docs(id)
 }
 
 // load reads one source into pairs and describes it in src.
@@ -313,20 +326,27 @@ func (s *sources) load(ctx context.Context, path string, kind Kind, split string
 		}
 		return pairs.FromQrels(queries, qrels, c.text)
 	case KindClicks:
-		return s.loadClicks(ctx, path, src)
+		imps, err := impression.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		return s.loadClicks(ctx, imps, path, src)
 	}
 	return nil, fmt.Errorf("training source kind %q: want judgments, beir or clicks", kind)
 }
 
-func (s *sources) loadClicks(ctx context.Context, path string, src *Source) ([]pairs.Pair, error) {
+// loadClicks labels the searches of a click log (named path in messages)
+// with the position-bias click model, and describes them in src.
+func (s *sources) loadClicks(ctx context.Context, logged []impression.Impression, path string, src *Source) ([]pairs.Pair, error) {
+	*src = Source{Path: path, Kind: KindClicks}
 	co := s.opt.Clicks
 	mode, err := clickmodel.ParseMode(string(co.Mode))
 	if err != nil {
 		return nil, err
 	}
-	imps, err := clickmodel.ReadExport(path, clickmodel.ExportOptions{KeyBy: clickmodel.KeyQuery, MinDwellMS: co.MinDwellMS})
+	imps, err := clickmodel.FromExports(logged, clickmodel.ExportOptions{KeyBy: clickmodel.KeyQuery, MinDwellMS: co.MinDwellMS})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	m, err := clickmodel.Fit(imps, co.Model)
 	if err != nil {
@@ -394,4 +414,24 @@ func detect(path string, kind Kind) (Kind, error) {
 		break
 	}
 	return KindJudgments, nil
+}
+
+// queryPairs makes pairs that carry only queries, for RemoveLeaks.
+func queryPairs(queries []string) []pairs.Pair {
+	out := make([]pairs.Pair, len(queries))
+	for i, q := range queries {
+		out[i] = pairs.Pair{Query: q}
+	}
+	return out
+}
+
+// samplePairs keeps n pairs drawn by seed, in their order.
+func samplePairs(ps []pairs.Pair, n int, seed uint64) []pairs.Pair {
+	idx := rand.New(rand.NewPCG(seed, 0x5a3b)).Perm(len(ps))[:n]
+	slices.Sort(idx)
+	out := make([]pairs.Pair, n)
+	for i, k := range idx {
+		out[i] = ps[k]
+	}
+	return out
 }

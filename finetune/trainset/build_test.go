@@ -30,11 +30,19 @@ const sample = "../../testdata/scifact-sample"
 var (
 	indexOnce sync.Once
 	indexDir  string
+	index     *search.Index
 	indexErr  error
 )
 
-// sampleIndex builds the sample's BM25 index once for the package's tests.
-func sampleIndex(t *testing.T) string {
+// withIndex is how a host hands its open BM25 index to Build.
+func withIndex(opt Options, idx *search.Index) Options {
+	opt.Retriever, opt.Docs = search.Stage{Index: idx}, idx.DocText
+	return opt
+}
+
+// sampleIndex builds and opens the sample's BM25 index once for the
+// package's tests.
+func sampleIndex(t *testing.T) *search.Index {
 	t.Helper()
 	indexOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "trainset-index-")
@@ -46,16 +54,21 @@ func sampleIndex(t *testing.T) string {
 		read := func(fn func(search.Doc) error) error {
 			return dataset.ReadCorpus(filepath.Join(sample, "corpus.jsonl"), fn)
 		}
-		indexErr = search.Build(context.Background(), indexDir, read, search.Options{}, nil)
+		if indexErr = search.Build(context.Background(), indexDir, read, search.Options{}, nil); indexErr == nil {
+			index, indexErr = search.Open(indexDir)
+		}
 	})
 	if indexErr != nil {
 		t.Fatal(indexErr)
 	}
-	return indexDir
+	return index
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	if index != nil {
+		index.Close()
+	}
 	if indexDir != "" {
 		os.RemoveAll(filepath.Dir(indexDir))
 	}
@@ -63,8 +76,8 @@ func TestMain(m *testing.M) {
 }
 
 func TestBuildFromBEIR(t *testing.T) {
-	opt := Options{Train: sample, Index: sampleIndex(t), Seed: 1,
-		Negatives: negatives.Options{Hard: 3, Depth: 20, Random: 1}}
+	opt := withIndex(Options{Train: sample, Seed: 1,
+		Negatives: negatives.Options{Hard: 3, Depth: 20, Random: 1}}, sampleIndex(t))
 	res, err := Build(context.Background(), opt)
 	if err != nil {
 		t.Fatal(err)
@@ -208,6 +221,38 @@ func TestBuildFromJudgmentsWithValidationFile(t *testing.T) {
 	}
 }
 
+// The guide's minimal fine-tune is a {query, text, label} file and nothing
+// else: random negatives come from the file's own documents.
+func TestRandomNegativesWithoutCorpusComeFromTheFile(t *testing.T) {
+	var lines []string
+	for q := range 6 {
+		for d := range 3 {
+			lines = append(lines, fmt.Sprintf(`{"query": "query %d", "text": "document %d of query %d", "label": %d}`, q, d, q, min(d, 1)))
+		}
+	}
+	res, err := Build(context.Background(), Options{Train: writeLines(t, "min.jsonl", lines...), Seed: 2, Negatives: negatives.Options{Random: DefaultRandom}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := map[string]bool{}
+	for _, l := range lines {
+		var p pairs.Pair
+		json.Unmarshal([]byte(l), &p)
+		own[p.Text] = true
+	}
+	if res.Report.Negatives == nil || res.Report.Negatives.Random == 0 {
+		t.Fatalf("no random negatives: %+v", res.Report.Negatives)
+	}
+	for _, p := range res.Train {
+		if !own[p.Text] {
+			t.Errorf("negative %q is not one of the file's documents", p.Text)
+		}
+	}
+	if text := res.Report.Text(); !strings.Contains(text, "random negatives drawn from the training data's own") {
+		t.Errorf("the report does not say where random negatives came from:\n%s", text)
+	}
+}
+
 func TestBuildRejectsLabelsOffTheDeclaredScale(t *testing.T) {
 	train := writeLines(t, "j.jsonl",
 		`{"query": "a", "text": "x", "label": 1}`,
@@ -231,7 +276,6 @@ func TestBuildBadOptions(t *testing.T) {
 		"no source":               {},
 		"missing file":            {Train: filepath.Join(t.TempDir(), "nope.jsonl")},
 		"hard without index":      {Train: j, Negatives: negatives.Options{Hard: 2}},
-		"random without corpus":   {Train: j, Negatives: negatives.Options{Random: 2}},
 		"unknown BEIR split":      {Train: sample, Split: "dev"},
 		"unknown kind":            {Train: j, Kind: "csv"},
 		"one query cannot split":  {Train: writeLines(t, "one.jsonl", `{"query": "a", "text": "x", "label": 1}`)},
@@ -252,11 +296,7 @@ func TestBuildBadOptions(t *testing.T) {
 // from the export must single out the relevant ones.
 func TestBuildFromClickLog(t *testing.T) {
 	ctx := context.Background()
-	idxDir := sampleIndex(t)
-	idx, err := search.Open(idxDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	idx := sampleIndex(t)
 	b, err := dataset.OpenBEIR(sample)
 	if err != nil {
 		t.Fatal(err)
@@ -303,7 +343,6 @@ func TestBuildFromClickLog(t *testing.T) {
 			searches = append(searches, s)
 		}
 	}
-	idx.Close()
 	// Eight writers ride the log's group commit.
 	work := make(chan search)
 	var wg sync.WaitGroup
@@ -345,7 +384,7 @@ func TestBuildFromClickLog(t *testing.T) {
 	}
 	f.Close()
 
-	res, err := Build(ctx, Options{Train: export, Index: idxDir, Seed: 3, Negatives: negatives.Options{Hard: 2, Depth: 20}})
+	res, err := Build(ctx, withIndex(Options{Train: export, Seed: 3, Negatives: negatives.Options{Hard: 2, Depth: 20}}, idx))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,7 +429,7 @@ func TestBuildFromClickLog(t *testing.T) {
 	}
 
 	// The same export with inverse-propensity weights: binary labels, clicks weighted.
-	ipw, err := Build(ctx, Options{Train: export, Index: idxDir, Seed: 3, Clicks: ClickOptions{Mode: clickmodel.IPW, MaxWeight: 8}})
+	ipw, err := Build(ctx, withIndex(Options{Train: export, Seed: 3, Clicks: ClickOptions{Mode: clickmodel.IPW, MaxWeight: 8}}, idx))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,18 +479,23 @@ func BenchmarkBuildSciFact(b *testing.B) {
 	if _, err := os.Stat(dir); err != nil {
 		b.Skip("no ../shared/datasets/scifact")
 	}
-	idx := filepath.Join(b.TempDir(), "index")
+	idxDir := filepath.Join(b.TempDir(), "index")
 	read := func(fn func(search.Doc) error) error {
 		return dataset.ReadCorpus(filepath.Join(dir, "corpus.jsonl"), fn)
 	}
-	if err := search.Build(context.Background(), idx, read, search.Options{}, nil); err != nil {
+	if err := search.Build(context.Background(), idxDir, read, search.Options{}, nil); err != nil {
 		b.Fatal(err)
 	}
+	idx, err := search.Open(idxDir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer idx.Close()
 	var res *Result
 	for b.Loop() {
 		var err error
-		res, err = Build(context.Background(), Options{Train: dir, Index: idx, Seed: 42,
-			Negatives: negatives.Options{Hard: DefaultHard, Depth: DefaultHardDepth, Random: DefaultRandom}})
+		res, err = Build(context.Background(), withIndex(Options{Train: dir, Seed: 42,
+			Negatives: negatives.Options{Hard: DefaultHard, Depth: DefaultHardDepth, Random: DefaultRandom}}, idx))
 		if err != nil {
 			b.Fatal(err)
 		}

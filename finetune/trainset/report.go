@@ -59,10 +59,18 @@ type Report struct {
 	ValChecks *pairs.CheckReport `json:"validation_checks,omitempty"`
 	// Leaked* count training queries (and their pairs) removed because a
 	// given validation set has them.
-	LeakedQueriesRemoved int                `json:"leaked_queries_removed"`
-	LeakedPairsRemoved   int                `json:"leaked_pairs_removed"`
-	Split                *pairs.SplitReport `json:"split"`
-	Negatives            *negatives.Report  `json:"negatives,omitempty"`
+	LeakedQueriesRemoved int `json:"leaked_queries_removed"`
+	LeakedPairsRemoved   int `json:"leaked_pairs_removed"`
+	// Excluded* count training pairs of the queries Options.Exclude names.
+	ExcludedQueries int                `json:"excluded_queries,omitempty"`
+	ExcludedPairs   int                `json:"excluded_pairs,omitempty"`
+	Split           *pairs.SplitReport `json:"split"`
+	Negatives       *negatives.Report  `json:"negatives,omitempty"`
+	// RandomFrom is where random negatives were drawn from.
+	RandomFrom string `json:"random_negatives_from,omitempty"`
+	// SampledFrom is how many training pairs there were before MaxPairs
+	// sampling (0: no sampling).
+	SampledFrom int `json:"sampled_from,omitempty"`
 	// Leakage is checked on the final sets, negatives included.
 	Leakage     pairs.Leakage  `json:"leakage"`
 	TrainPairs  int            `json:"train_pairs"`
@@ -115,9 +123,18 @@ func (r *Report) Text() string {
 		b.WriteString(strings.Replace(r.ValChecks.Text(), "checks:", "validation checks:", 1))
 		fmt.Fprintf(&b, "training queries also in validation, removed: %d (%d pairs)\n", r.LeakedQueriesRemoved, r.LeakedPairsRemoved)
 	}
+	if r.ExcludedQueries > 0 {
+		fmt.Fprintf(&b, "held-out queries removed from training: %d (%d pairs)\n", r.ExcludedQueries, r.ExcludedPairs)
+	}
 	b.WriteString(r.Split.Text())
 	if r.Negatives != nil {
 		b.WriteString(r.Negatives.Text())
+	}
+	if r.RandomFrom != "" {
+		fmt.Fprintf(&b, "random negatives drawn from %s\n", r.RandomFrom)
+	}
+	if r.SampledFrom > 0 {
+		fmt.Fprintf(&b, "training pairs sampled: %d of %d\n", r.TrainPairs, r.SampledFrom)
 	}
 	fmt.Fprintf(&b, "final: %d training pairs (labels %s), %d validation pairs\n", r.TrainPairs, labelCounts(r.TrainLabels), r.ValPairs)
 	fmt.Fprintf(&b, "final %s\n", r.Leakage)

@@ -343,19 +343,20 @@ func (d *demo) baseModel(ctx context.Context, dir, indexDir string, trainQ []dat
 	if err := checkpoint.WriteTiny(random, d.o.seed); err != nil {
 		return "", err
 	}
-	data, err := trainset.Build(ctx, trainset.Options{Train: d.o.dataset, Kind: trainset.KindBEIR, Split: "train", Index: indexDir,
-		ValFraction: 0.2, Seed: d.o.seed, Negatives: negatives.Options{Hard: 3, Depth: trainset.DefaultHardDepth, Random: 1}})
-	if err != nil {
-		return "", err
-	}
 	ix, err := search.Open(indexDir)
 	if err != nil {
 		return "", err
 	}
 	defer ix.Close()
+	data, err := trainset.Build(ctx, trainset.Options{Train: d.o.dataset, Kind: trainset.KindBEIR, Split: "train", Retriever: search.Stage{Index: ix},
+		ValFraction: 0.2, Seed: d.o.seed, Negatives: negatives.Options{Hard: 3, Depth: trainset.DefaultHardDepth, Random: 1}})
+	if err != nil {
+		return "", err
+	}
 	out := filepath.Join(dir, "models", "tiny-train")
 	cfg := contract.TrainConfig{Epochs: 2, LearningRate: 1e-3, MaxLength: 128, EvalSteps: 1000, Seed: d.o.seed}
-	req, err := retrain.Request(ctx, ix, data.Train, data.Validation, 10, random, out, cfg, "demo: the train split's judgments", data.Report)
+	req, err := data.Request(ctx, trainset.RequestOptions{Base: random, Out: out, Config: cfg, Source: "demo: the train split's judgments",
+		Validation: data.Validation, FirstStage: search.Stage{Index: ix}, Depth: 10})
 	if err != nil {
 		return "", err
 	}
@@ -390,7 +391,7 @@ func (d *demo) fusedBiEncoder(ctx context.Context, enc, dst, indexDir string, qu
 		return "", err
 	}
 	defer ix.Close()
-	pool, err := runner.Retrieve(ctx, queries, retrain.BM25Stage{Index: ix}, d.o.evalDepth, nil)
+	pool, err := runner.Retrieve(ctx, queries, search.Stage{Index: ix}, d.o.evalDepth, nil)
 	if err != nil {
 		return "", err
 	}
@@ -404,7 +405,7 @@ func (d *demo) fusedBiEncoder(ctx context.Context, enc, dst, indexDir string, qu
 		return "", err
 	}
 	fit := &fitData{pool: pool, qrels: qrels, name: fmt.Sprintf("%s train (%d queries)", filepath.Base(d.o.dataset), len(queries))}
-	p, grid, err := fitFusion(ctx, fit, retrain.ModelScorer{Reranker: pc, Model: "base"}, fusion.MinMax, nil)
+	p, grid, err := fitFusion(ctx, fit, pluginclient.Scorer{Reranker: pc, Model: "base"}, fusion.MinMax, nil)
 	if err != nil {
 		return "", err
 	}

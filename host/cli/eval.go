@@ -22,7 +22,6 @@ import (
 	"github.com/rerankloop/rerank/evalharness/runner"
 	"github.com/rerankloop/rerank/evalharness/trec"
 	"github.com/rerankloop/rerank/host/pluginclient"
-	"github.com/rerankloop/rerank/host/retrain"
 	"github.com/rerankloop/rerank/host/search"
 	"github.com/rerankloop/rerank/plugin/contract"
 )
@@ -185,7 +184,7 @@ func runEval(ctx context.Context, f evalFlags, stderr io.Writer) (*report.Result
 			if _, err := client.Load(ctx, contract.LoadRequest{Path: m.path, Version: m.role}); err != nil {
 				return nil, fmt.Errorf("load %s model %s: %w", m.role, m.path, err)
 			}
-			scorer := retrain.ModelScorer{Reranker: client, Model: m.role}
+			scorer := pluginclient.Scorer{Reranker: client, Model: m.role}
 			run, err := runner.Rerank(ctx, pool, scorer, m.role, stderr)
 			if err != nil {
 				return nil, err
@@ -266,7 +265,7 @@ func bm25Pool(ctx context.Context, f evalFlags, fit bool, stderr io.Writer) (*ru
 	}
 	defer cleanup()
 	name := fmt.Sprintf("bm25 (%s, k1 %g, b %g)", idx.Meta().Analyzer, f.k1, f.b)
-	stage := retrain.BM25Stage{Index: idx}
+	stage := search.Stage{Index: idx}
 	if fd != nil {
 		if fd.pool, err = runner.Retrieve(ctx, fd.pool.Queries, stage, f.depth, stderr); err != nil {
 			return nil, nil, "", nil, err

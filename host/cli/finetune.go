@@ -19,11 +19,10 @@ import (
 	"github.com/rerankloop/rerank/configs"
 	"github.com/rerankloop/rerank/evalharness/dataset"
 	"github.com/rerankloop/rerank/finetune/clickmodel"
+	"github.com/rerankloop/rerank/finetune/impression"
 	"github.com/rerankloop/rerank/finetune/pairs"
 	"github.com/rerankloop/rerank/finetune/trainset"
-	"github.com/rerankloop/rerank/host/clicklog"
 	"github.com/rerankloop/rerank/host/pluginclient"
-	"github.com/rerankloop/rerank/host/retrain"
 	"github.com/rerankloop/rerank/host/search"
 	"github.com/rerankloop/rerank/plugin/contract"
 )
@@ -217,8 +216,15 @@ func prepareFinetune(ctx context.Context, f finetuneFlags, stdout, stderr io.Wri
 		return contract.FinetuneRequest{}, err
 	}
 	defer cleanup()
-	f.data.Index = indexDir
-	if indexDir == "" && f.data.Negatives.Hard > 0 {
+	// The index, opened here by path, is what the data's sources read.
+	var idx *search.Index
+	if indexDir != "" {
+		if idx, err = search.Open(indexDir); err != nil {
+			return contract.FinetuneRequest{}, err
+		}
+		defer idx.Close()
+		f.data.Retriever, f.data.Docs = search.Stage{Index: idx}, idx.DocText
+	} else if f.data.Negatives.Hard > 0 {
 		fmt.Fprintln(stdout, "no BM25 index (give --index or --corpus): no hard negatives")
 		f.data.Negatives.Hard = 0
 	}
@@ -230,7 +236,7 @@ func prepareFinetune(ctx context.Context, f finetuneFlags, stdout, stderr io.Wri
 	if err := data.WriteDir(filepath.Join(f.out, "data")); err != nil {
 		return contract.FinetuneRequest{}, err
 	}
-	return finetuneRequest(ctx, f, data, indexDir, stdout)
+	return finetuneRequest(ctx, f, data, idx, stdout)
 }
 
 // finetuneIndex finds the BM25 index for hard negatives, click-log texts and
@@ -280,17 +286,13 @@ func finetuneIndex(ctx context.Context, f *finetuneFlags, stdout, stderr io.Writ
 // finetuneRequest turns the prepared pairs into the plugin's request, with
 // each validation query's candidates: BM25's top --eval-depth when there is
 // an index, else the query's judged documents.
-func finetuneRequest(ctx context.Context, f finetuneFlags, data *trainset.Result, indexDir string, stdout io.Writer) (contract.FinetuneRequest, error) {
-	val := retrain.LimitQueries(data.Validation, f.evalQueries, f.train.Seed)
-	var idx *search.Index
-	if indexDir != "" {
-		var err error
-		if idx, err = search.Open(indexDir); err != nil {
-			return contract.FinetuneRequest{}, err
-		}
-		defer idx.Close()
+func finetuneRequest(ctx context.Context, f finetuneFlags, data *trainset.Result, idx *search.Index, stdout io.Writer) (contract.FinetuneRequest, error) {
+	val := pairs.LimitQueries(data.Validation, f.evalQueries, f.train.Seed)
+	o := trainset.RequestOptions{Base: f.model, Out: f.out, Config: f.train, Source: dataSource(f, data.Report), Validation: val, Depth: f.evalDepth}
+	if idx != nil {
+		o.FirstStage = search.Stage{Index: idx}
 	}
-	req, err := retrain.Request(ctx, idx, data.Train, val, f.evalDepth, f.model, f.out, f.train, dataSource(f, data.Report), data.Report)
+	req, err := data.Request(ctx, o)
 	if err != nil {
 		return req, err
 	}
@@ -344,7 +346,7 @@ func exportWindow(path string) (from, to time.Time, err error) {
 		return from, to, err
 	}
 	defer fh.Close()
-	err = clicklog.ReadExport(fh, func(e clicklog.ExportedImpression) error {
+	err = impression.Read(fh, func(e impression.Impression) error {
 		if from.IsZero() || e.Time.Before(from) {
 			from = e.Time
 		}

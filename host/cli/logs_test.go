@@ -7,20 +7,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rerankloop/rerank/host/clicklog"
+	"github.com/rerankloop/rerank/finetune/impression"
 )
 
 const trecSample = "../clicklog/testdata/trec-session-2013-sample/sessions.jsonl"
 
-func readExportFile(t *testing.T, path string) []clicklog.ExportedImpression {
+func readExportFile(t *testing.T, path string) []impression.Impression {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var out []clicklog.ExportedImpression
-	if err := clicklog.ReadExport(f, func(e clicklog.ExportedImpression) error { out = append(out, e); return nil }); err != nil {
+	var out []impression.Impression
+	if err := impression.Read(f, func(e impression.Impression) error { out = append(out, e); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	return out

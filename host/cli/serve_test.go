@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rerankloop/rerank/finetune/impression"
 	"github.com/rerankloop/rerank/host/clicklog"
 )
 
@@ -218,7 +219,7 @@ func TestKill9UnderLoad(t *testing.T) {
 	}
 	clicks := map[ack]int{}
 	searches := 0
-	err = clicklog.ReadExport(&buf, func(e clicklog.ExportedImpression) error {
+	err = impression.Read(&buf, func(e impression.Impression) error {
 		searches++
 		for _, r := range e.Results {
 			if r.Clicks > 0 {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rerankloop/rerank/configs"
+	"github.com/rerankloop/rerank/finetune/impression"
 	"github.com/rerankloop/rerank/host/clicklog"
 	"github.com/rerankloop/rerank/host/simulate"
 )
@@ -124,7 +125,7 @@ func TestSimulateCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	searches, clicks := 0, 0
-	clicklog.ReadExport(&buf, func(e clicklog.ExportedImpression) error {
+	impression.Read(&buf, func(e impression.Impression) error {
 		searches++
 		for _, r := range e.Results {
 			clicks += r.Clicks

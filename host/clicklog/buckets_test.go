@@ -46,7 +46,7 @@ func TestSideBuckets(t *testing.T) {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			errs <- s.LogSearch(context.Background(), impression(fmt.Sprintf("s%d", i), t0, "d1"))
+			errs <- s.LogSearch(context.Background(), search(fmt.Sprintf("s%d", i), t0, "d1"))
 		}()
 		go func() {
 			defer wg.Done()

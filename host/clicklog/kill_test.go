@@ -17,6 +17,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/rerankloop/rerank/finetune/impression"
 )
 
 // loadChildEnv turns the test binary into the load generator of
@@ -61,7 +63,7 @@ func runLoadChild(dir string) int {
 		go func() {
 			for i := 0; ; i++ {
 				id := fmt.Sprintf("g%d-%d", g, i)
-				if err := s.LogSearch(ctx, impression(id, time.Now(), "a", "b", "c")); err != nil {
+				if err := s.LogSearch(ctx, search(id, time.Now(), "a", "b", "c")); err != nil {
 					fail(err)
 				}
 				ack("S", id)
@@ -145,7 +147,7 @@ func TestKill9Durability(t *testing.T) {
 		t.Fatalf("database after kill -9: %v", err)
 	}
 
-	stored := map[string]ExportedImpression{}
+	stored := map[string]impression.Impression{}
 	for _, e := range exportAll(t, s, time.Time{}) {
 		if _, twice := stored[e.SearchID]; twice {
 			t.Fatalf("search %s exported twice", e.SearchID)
@@ -193,5 +195,5 @@ func TestKill9Durability(t *testing.T) {
 		}
 		break
 	}
-	mustLog(t, s, impression("after-restart", time.Now(), "a"))
+	mustLog(t, s, search("after-restart", time.Now(), "a"))
 }

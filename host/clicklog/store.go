@@ -4,7 +4,8 @@
 // LogSearch and LogClick return only once their commit is fsync'd, so an
 // acknowledged event survives kill -9 or a crash; SubmitSearch lets a server
 // answer before that fsync without losing click ordering. Export writes the
-// log as JSONL for fine-tuning; ReadExport reads it back.
+// log as JSONL for fine-tuning (impression.Read reads it back); Scan hands
+// the same impressions to a caller in this process.
 //
 // Writes from concurrent callers are group-committed: one goroutine owns the
 // write transactions and folds every request that arrived while the previous

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/rerankloop/rerank/finetune/impression"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -36,20 +38,20 @@ func openTest(t testing.TB, dir string, opts Options) *Store {
 	return s
 }
 
-func exportAll(t testing.TB, s *Store, since time.Time) []ExportedImpression {
+func exportAll(t testing.TB, s *Store, since time.Time) []impression.Impression {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := s.Export(context.Background(), since, &buf); err != nil {
 		t.Fatal(err)
 	}
-	var out []ExportedImpression
-	if err := ReadExport(&buf, func(e ExportedImpression) error { out = append(out, e); return nil }); err != nil {
+	var out []impression.Impression
+	if err := impression.Read(&buf, func(e impression.Impression) error { out = append(out, e); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	return out
 }
 
-func impression(id string, at time.Time, docs ...string) Impression {
+func search(id string, at time.Time, docs ...string) Impression {
 	imp := Impression{SearchID: id, Time: at, Query: "query " + id, ModelVersion: "bm25"}
 	for i, d := range docs {
 		imp.Results = append(imp.Results, Shown{DocID: d, Position: i + 1, BM25: float64(10 - i)})
@@ -86,17 +88,17 @@ func TestExportRoundTrip(t *testing.T) {
 			{DocID: "d1", Position: 3, BM25: 6},
 		},
 	})
-	mustLog(t, s, impression("s2", t0.Add(time.Minute), "d1", "d2"))
+	mustLog(t, s, search("s2", t0.Add(time.Minute), "d1", "d2"))
 	mustClick(t, s, Click{SearchID: "s1", DocID: "d9", DwellMS: 4000, Time: t0.Add(5 * time.Second)})
 	mustClick(t, s, Click{SearchID: "s1", DocID: "d9", Position: 2, DwellMS: 1000, Time: t0.Add(30 * time.Second)})
 	mustClick(t, s, Click{SearchID: "s1", DocID: "d1", DwellMS: 0, Time: t0.Add(40 * time.Second)})
 
 	got := exportAll(t, s, time.Time{})
-	want := []ExportedImpression{
+	want := []impression.Impression{
 		{
 			SearchID: "s1", Time: t0, Query: "heart attack causes", User: "u1", Session: "sess1",
 			ModelVersion: "v3", Arm: "interleave", Reranked: true,
-			Results: []ExportedResult{
+			Results: []impression.Result{
 				{DocID: "d4", Position: 1, BM25: 9, Rerank: ptr(2.5), Team: "control"},
 				{DocID: "d9", Position: 2, BM25: 7.5, Rerank: ptr(-1.25), Team: "treatment", Clicked: true, Clicks: 2, DwellMS: 5000},
 				{DocID: "d1", Position: 3, BM25: 6, Clicked: true, Clicks: 1},
@@ -104,7 +106,7 @@ func TestExportRoundTrip(t *testing.T) {
 		},
 		{
 			SearchID: "s2", Time: t0.Add(time.Minute), Query: "query s2", ModelVersion: "bm25",
-			Results: []ExportedResult{{DocID: "d1", Position: 1, BM25: 10}, {DocID: "d2", Position: 2, BM25: 9}},
+			Results: []impression.Result{{DocID: "d1", Position: 1, BM25: 10}, {DocID: "d2", Position: 2, BM25: 9}},
 		},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -130,7 +132,7 @@ func TestExportRoundTrip(t *testing.T) {
 
 func TestLogSearchRejects(t *testing.T) {
 	s := openTest(t, "", Options{})
-	many := impression("many", t0)
+	many := search("many", t0)
 	for i := range maxResults + 1 {
 		many.Results = append(many.Results, Shown{DocID: fmt.Sprint("d", i), Position: i + 1})
 	}
@@ -157,7 +159,7 @@ func TestLogSearchRejects(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			imp := impression("ok", t0, "a", "b")
+			imp := search("ok", t0, "a", "b")
 			c.edit(&imp)
 			err := s.LogSearch(context.Background(), imp)
 			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {
@@ -172,8 +174,8 @@ func TestLogSearchRejects(t *testing.T) {
 
 func TestDuplicateSearchID(t *testing.T) {
 	s := openTest(t, "", Options{})
-	mustLog(t, s, impression("s1", t0, "a"))
-	err := s.LogSearch(context.Background(), impression("s1", t0.Add(time.Hour), "b"))
+	mustLog(t, s, search("s1", t0, "a"))
+	err := s.LogSearch(context.Background(), search("s1", t0.Add(time.Hour), "b"))
 	if !errors.Is(err, ErrDuplicateSearch) {
 		t.Fatalf("got %v, want ErrDuplicateSearch", err)
 	}
@@ -185,7 +187,7 @@ func TestDuplicateSearchID(t *testing.T) {
 
 func TestLogClickRejects(t *testing.T) {
 	s := openTest(t, "", Options{})
-	mustLog(t, s, impression("s1", t0, "a", "b"))
+	mustLog(t, s, search("s1", t0, "a", "b"))
 	ctx := context.Background()
 	cases := []struct {
 		name string
@@ -229,7 +231,7 @@ func TestClickDeduplication(t *testing.T) {
 	}
 	t.Run("event id", func(t *testing.T) {
 		s := openTest(t, "", Options{})
-		mustLog(t, s, impression("s1", t0, "a", "b"))
+		mustLog(t, s, search("s1", t0, "a", "b"))
 		c := Click{SearchID: "s1", DocID: "a", Time: t0.Add(time.Second), EventID: "e1"}
 		mustClick(t, s, c)
 		c.Time = c.Time.Add(time.Hour) // a retry much later is still the same event
@@ -241,7 +243,7 @@ func TestClickDeduplication(t *testing.T) {
 	})
 	t.Run("window", func(t *testing.T) {
 		s := openTest(t, "", Options{ClickDedupWindow: 2 * time.Second})
-		mustLog(t, s, impression("s1", t0, "a", "b"))
+		mustLog(t, s, search("s1", t0, "a", "b"))
 		mustClick(t, s, Click{SearchID: "s1", DocID: "a", Time: t0.Add(10 * time.Second)})
 		mustClick(t, s, Click{SearchID: "s1", DocID: "a", Time: t0.Add(11 * time.Second)}) // repeat
 		mustClick(t, s, Click{SearchID: "s1", DocID: "a", Time: t0.Add(9 * time.Second)})  // repeat, earlier
@@ -253,7 +255,7 @@ func TestClickDeduplication(t *testing.T) {
 	})
 	t.Run("window off", func(t *testing.T) {
 		s := openTest(t, "", Options{ClickDedupWindow: -1})
-		mustLog(t, s, impression("s1", t0, "a"))
+		mustLog(t, s, search("s1", t0, "a"))
 		mustClick(t, s, Click{SearchID: "s1", DocID: "a", Time: t0})
 		mustClick(t, s, Click{SearchID: "s1", DocID: "a", Time: t0})
 		if n := clicksOn(s, "a"); n != 2 {
@@ -267,7 +269,7 @@ func TestClickDeduplication(t *testing.T) {
 				dups.Add(1)
 			}
 		}})
-		mustLog(t, s, impression("s1", t0, "a"))
+		mustLog(t, s, search("s1", t0, "a"))
 		mustClick(t, s, Click{SearchID: "s1", DocID: "a", EventID: "e"})
 		mustClick(t, s, Click{SearchID: "s1", DocID: "a", EventID: "e"})
 		if dups.Load() != 1 {
@@ -282,7 +284,7 @@ func TestHashedUserIDs(t *testing.T) {
 	}
 	dir := t.TempDir()
 	s := openTest(t, dir, Options{HashUserIDs: true, HashKey: "k1"})
-	imp := impression("s1", t0, "a")
+	imp := search("s1", t0, "a")
 	imp.UserID, imp.SessionID = "alice@example.org", "session-42"
 	mustLog(t, s, imp)
 	got := exportAll(t, s, time.Time{})[0]
@@ -310,9 +312,9 @@ func TestRetention(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Now().UTC()
 	s := openTest(t, dir, Options{})
-	mustLog(t, s, impression("old", now.Add(-72*time.Hour), "a"))
-	mustLog(t, s, impression("mid", now.Add(-36*time.Hour), "a"))
-	mustLog(t, s, impression("new", now.Add(-time.Hour), "a"))
+	mustLog(t, s, search("old", now.Add(-72*time.Hour), "a"))
+	mustLog(t, s, search("mid", now.Add(-36*time.Hour), "a"))
+	mustLog(t, s, search("new", now.Add(-time.Hour), "a"))
 	for _, id := range []string{"old", "mid", "new"} {
 		mustClick(t, s, Click{SearchID: id, DocID: "a"})
 	}
@@ -372,7 +374,7 @@ func logMany(t testing.TB, s *Store, prefix string, n int, start time.Time) {
 	for w := range 8 {
 		wg.Go(func() {
 			for i := w; i < n; i += 8 {
-				errs <- s.LogSearch(context.Background(), impression(fmt.Sprintf("%s%d", prefix, i), start.Add(time.Duration(i)*time.Millisecond), "a", "b"))
+				errs <- s.LogSearch(context.Background(), search(fmt.Sprintf("%s%d", prefix, i), start.Add(time.Duration(i)*time.Millisecond), "a", "b"))
 			}
 		})
 	}
@@ -425,7 +427,7 @@ func TestOpenLockedAndClose(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if err := s.LogSearch(context.Background(), impression("x", t0, "a")); !errors.Is(err, ErrClosed) {
+	if err := s.LogSearch(context.Background(), search("x", t0, "a")); !errors.Is(err, ErrClosed) {
 		t.Fatalf("LogSearch after Close: %v", err)
 	}
 	if err := s.LogClick(context.Background(), Click{SearchID: "x", DocID: "a"}); !errors.Is(err, ErrClosed) {
@@ -448,7 +450,7 @@ func TestSubmitSearchOrder(t *testing.T) {
 	errs := make(chan error, 200)
 	for i := range 100 {
 		id := fmt.Sprint("q", i)
-		p, err := s.SubmitSearch(ctx, impression(id, t0, "a"))
+		p, err := s.SubmitSearch(ctx, search(id, t0, "a"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -462,10 +464,10 @@ func TestSubmitSearchOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.SubmitSearch(ctx, impression("q1", t0, "a")); err != nil {
+	if _, err := s.SubmitSearch(ctx, search("q1", t0, "a")); err != nil {
 		t.Fatal(err) // queued: the duplicate shows at Wait
 	}
-	p, _ := s.SubmitSearch(ctx, impression("q2", t0, "a"))
+	p, _ := s.SubmitSearch(ctx, search("q2", t0, "a"))
 	canceled, cancel := context.WithCancel(ctx)
 	cancel()
 	if err := p.Wait(canceled); !errors.Is(err, context.Canceled) {
@@ -477,7 +479,7 @@ func TestSubmitSearchOrder(t *testing.T) {
 	if err := p.Wait(ctx); !errors.Is(err, ErrDuplicateSearch) {
 		t.Fatalf("Wait: %v, want ErrDuplicateSearch", err)
 	}
-	if _, err := s.SubmitSearch(ctx, impression("", t0, "a")); !errors.Is(err, ErrInvalid) {
+	if _, err := s.SubmitSearch(ctx, search("", t0, "a")); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("invalid search: %v", err)
 	}
 }
@@ -486,40 +488,10 @@ func TestCanceledContext(t *testing.T) {
 	s := openTest(t, "", Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := s.LogSearch(ctx, impression("s1", t0, "a")); !errors.Is(err, context.Canceled) {
+	if err := s.LogSearch(ctx, search("s1", t0, "a")); !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled", err)
 	}
 	if got := exportAll(t, s, time.Time{}); len(got) != 0 {
 		t.Fatalf("a search with a canceled context before the call was stored: %+v", got)
-	}
-}
-
-func TestReadExportRejects(t *testing.T) {
-	good := `{"search_id":"s","time":"2026-01-01T00:00:00Z","query":"q","reranked":false,"results":[{"doc_id":"a","position":1,"bm25":1,"clicked":true,"clicks":1,"dwell_ms":5}]}`
-	cases := []struct{ name, in, want string }{
-		{"bad json", good + "\n{nope\n", "export line 2"},
-		{"no id", `{"time":"2026-01-01T00:00:00Z","results":[]}`, "no search_id"},
-		{"no time", `{"search_id":"s","results":[]}`, "no time"},
-		{"position order", strings.Replace(good, `"position":1`, `"position":0`, 1), "position 0"},
-		{"clicked mismatch", strings.Replace(good, `"clicks":1`, `"clicks":0`, 1), "clicked=true with 0 clicks"},
-		{"negative dwell", strings.Replace(good, `"dwell_ms":5`, `"dwell_ms":-5`, 1), "negative"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			err := ReadExport(strings.NewReader(c.in), func(ExportedImpression) error { return nil })
-			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("got %v, want an error mentioning %q", err, c.want)
-			}
-		})
-	}
-	stop := errors.New("stop")
-	n := 0
-	err := ReadExport(strings.NewReader("\n"+good+"\n\n"+good), func(ExportedImpression) error { n++; return stop })
-	if !errors.Is(err, stop) || n != 1 {
-		t.Fatalf("fn's error must stop the read: err %v after %d", err, n)
-	}
-	n = 0
-	if err := ReadExport(strings.NewReader("\n"+good+"\n\n"+good), func(ExportedImpression) error { n++; return nil }); err != nil || n != 2 {
-		t.Fatalf("blank lines and a last line without newline: %v, %d read", err, n)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rerankloop/rerank/finetune/impression"
 )
 
 const (
@@ -40,9 +42,9 @@ func importFile(t *testing.T, s *Store, path string) TRECStats {
 
 type resultKey struct{ search, doc string }
 
-func clickTable(t *testing.T, s *Store) (map[resultKey]ExportedResult, int, int) {
+func clickTable(t *testing.T, s *Store) (map[resultKey]impression.Result, int, int) {
 	t.Helper()
-	table := map[resultKey]ExportedResult{}
+	table := map[resultKey]impression.Result{}
 	results, clicks := 0, 0
 	for _, e := range exportAll(t, s, time.Time{}) {
 		for _, r := range e.Results {

@@ -6,13 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strconv"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/rerankloop/rerank/finetune/impression"
 	"github.com/rerankloop/rerank/host/clicklog"
 )
 
@@ -215,16 +215,22 @@ func put(b *bolt.Bucket, e Experiment) error {
 	return b.Put([]byte(e.ID), raw)
 }
 
-// Evaluate tallies e's searches from the click log: those logged from its
-// start (to its stop, if stopped) under its arms. k is the rank cutoff of
-// clicks@k for split tests.
-func Evaluate(ctx context.Context, log *clicklog.Store, e Experiment, k int) (Result, error) {
+// Impressions is where logged searches come from: the click log
+// (*clicklog.Store), or any other log of the same impressions.
+type Impressions interface {
+	Scan(ctx context.Context, since time.Time, fn func(impression.Impression) error) error
+}
+
+// Evaluate tallies e's searches from log: those logged from its start (to
+// its stop, if stopped) under its arms. k is the rank cutoff of clicks@k for
+// split tests.
+func Evaluate(ctx context.Context, log Impressions, e Experiment, k int) (Result, error) {
 	res := Result{Method: e.Method}
-	var add func(arm string, imp clicklog.ExportedImpression)
+	var add func(arm string, imp impression.Impression)
 	switch e.Method {
 	case MethodInterleave:
 		res.Interleave = &InterleaveResult{}
-		add = func(arm string, imp clicklog.ExportedImpression) {
+		add = func(arm string, imp impression.Impression) {
 			if arm == ArmInterleaved {
 				res.Interleave.Add(imp)
 			}
@@ -236,9 +242,7 @@ func Evaluate(ctx context.Context, log *clicklog.Store, e Experiment, k int) (Re
 		return res, fmt.Errorf("experiment %s: method %q: want interleave or split", e.ID, e.Method)
 	}
 
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(log.Export(ctx, e.Started, pw)) }()
-	err := clicklog.ReadExport(pr, func(imp clicklog.ExportedImpression) error {
+	err := log.Scan(ctx, e.Started, func(imp impression.Impression) error {
 		if !e.Stopped.IsZero() && imp.Time.After(e.Stopped) {
 			return nil
 		}
@@ -247,7 +251,6 @@ func Evaluate(ctx context.Context, log *clicklog.Store, e Experiment, k int) (Re
 		}
 		return nil
 	})
-	pr.CloseWithError(err) // unblocks the exporter if reading stopped early
 	if err != nil {
 		return res, fmt.Errorf("experiment %s: reading the click log: %w", e.ID, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/rerankloop/rerank/finetune/impression"
 	"github.com/rerankloop/rerank/host/clicklog"
 )
 
@@ -225,11 +226,11 @@ func TestInterleavingUnbiasedUnderRandomClicks(t *testing.T) {
 	for range 4000 {
 		a := docs("d", 12)
 		b := append(slices.Clone(a[1:]), a[0])
-		var res []clicklog.ExportedResult
+		var res []impression.Result
 		for i, p := range TeamDraft(a, b, 10, rng) {
-			res = append(res, clicklog.ExportedResult{Position: i + 1, Team: string(p.Team), Clicked: rng.Float64() < 0.3})
+			res = append(res, impression.Result{Position: i + 1, Team: string(p.Team), Clicked: rng.Float64() < 0.3})
 		}
-		r.Add(clicklog.ExportedImpression{Results: res})
+		r.Add(impression.Impression{Results: res})
 	}
 	r.Finish()
 	if r.PValue < 0.01 {

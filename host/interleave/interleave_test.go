@@ -7,7 +7,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/rerankloop/rerank/host/clicklog"
+	"github.com/rerankloop/rerank/finetune/impression"
 )
 
 func docs(prefix string, n int) []string {
@@ -112,12 +112,12 @@ func TestTeamDraftSharedCreditsNoOne(t *testing.T) {
 
 	// Identical rankings: everything is shared, so clicks are ties.
 	same := TeamDraft(a, a, 0, rand.New(rand.NewPCG(1, 1)))
-	var res []clicklog.ExportedResult
+	var res []impression.Result
 	for i, p := range same {
 		if p.Team != Shared {
 			t.Fatalf("identical rankings gave %v", same)
 		}
-		res = append(res, clicklog.ExportedResult{DocID: p.DocID, Position: i + 1, Team: string(p.Team), Clicked: i < 2, Clicks: 1})
+		res = append(res, impression.Result{DocID: p.DocID, Position: i + 1, Team: string(p.Team), Clicked: i < 2, Clicks: 1})
 	}
 	if c := CreditOf(res); c != (Credit{Shared: 2}) || c.Outcome() != Tie {
 		t.Fatalf("credit %+v outcome %v", c, c.Outcome())
@@ -150,19 +150,19 @@ func TestTeamDraftCoinIsFair(t *testing.T) {
 }
 
 func TestCredit(t *testing.T) {
-	r := func(team string, clicks int) clicklog.ExportedResult {
-		return clicklog.ExportedResult{Team: team, Clicked: clicks > 0, Clicks: clicks}
+	r := func(team string, clicks int) impression.Result {
+		return impression.Result{Team: team, Clicked: clicks > 0, Clicks: clicks}
 	}
 	for _, tc := range []struct {
-		res  []clicklog.ExportedResult
+		res  []impression.Result
 		want Credit
 		out  Outcome
 	}{
-		{[]clicklog.ExportedResult{r("control", 0), r("treatment", 0)}, Credit{}, NoClicks},
-		{[]clicklog.ExportedResult{r("control", 3), r("treatment", 1), r("treatment", 1)}, Credit{1, 2, 0}, TreatmentWins},
-		{[]clicklog.ExportedResult{r("control", 1), r("shared", 1), r("treatment", 0)}, Credit{1, 0, 1}, ControlWins},
-		{[]clicklog.ExportedResult{r("control", 1), r("treatment", 1)}, Credit{1, 1, 0}, Tie},
-		{[]clicklog.ExportedResult{r("", 1), r("shared", 1)}, Credit{0, 0, 1}, Tie},
+		{[]impression.Result{r("control", 0), r("treatment", 0)}, Credit{}, NoClicks},
+		{[]impression.Result{r("control", 3), r("treatment", 1), r("treatment", 1)}, Credit{1, 2, 0}, TreatmentWins},
+		{[]impression.Result{r("control", 1), r("shared", 1), r("treatment", 0)}, Credit{1, 0, 1}, ControlWins},
+		{[]impression.Result{r("control", 1), r("treatment", 1)}, Credit{1, 1, 0}, Tie},
+		{[]impression.Result{r("", 1), r("shared", 1)}, Credit{0, 0, 1}, Tie},
 	} {
 		c := CreditOf(tc.res)
 		if c != tc.want || c.Outcome() != tc.out {
@@ -262,10 +262,10 @@ func TestAssign(t *testing.T) {
 }
 
 func TestSplitMetrics(t *testing.T) {
-	res := func(clickedAt ...int) clicklog.ExportedImpression {
-		e := clicklog.ExportedImpression{}
+	res := func(clickedAt ...int) impression.Impression {
+		e := impression.Impression{}
 		for p := 1; p <= 10; p++ {
-			e.Results = append(e.Results, clicklog.ExportedResult{Position: p, Clicked: slices.Contains(clickedAt, p)})
+			e.Results = append(e.Results, impression.Result{Position: p, Clicked: slices.Contains(clickedAt, p)})
 		}
 		return e
 	}
@@ -306,11 +306,11 @@ func aaRun(seed uint64, rule StopRule, searches, look int) bool {
 		for _, i := range w.clicks(q, shown) {
 			clicked[i] = true
 		}
-		var res []clicklog.ExportedResult
+		var res []impression.Result
 		for i, p := range picks {
-			res = append(res, clicklog.ExportedResult{Position: i + 1, Team: string(p.Team), Clicked: clicked[i]})
+			res = append(res, impression.Result{Position: i + 1, Team: string(p.Team), Clicked: clicked[i]})
 		}
-		r.Add(clicklog.ExportedImpression{Results: res})
+		r.Add(impression.Impression{Results: res})
 		if s%look == 0 {
 			r.Finish()
 			if v := r.Verdict(rule); v.Stop {

@@ -3,7 +3,7 @@ package interleave
 import (
 	"strings"
 
-	"github.com/rerankloop/rerank/host/clicklog"
+	"github.com/rerankloop/rerank/finetune/impression"
 )
 
 // Arms an experiment's searches are logged under (the click log's Arm field
@@ -43,7 +43,7 @@ type InterleaveResult struct {
 }
 
 // Add counts one exported interleaved search.
-func (r *InterleaveResult) Add(e clicklog.ExportedImpression) {
+func (r *InterleaveResult) Add(e impression.Impression) {
 	c := CreditOf(e.Results)
 	r.Searches++
 	r.ClicksControl += c.Control
@@ -92,7 +92,7 @@ func NewSplitResult(k int) *SplitResult {
 }
 
 // Add counts one exported search of the given arm (other arms are ignored).
-func (r *SplitResult) Add(arm string, e clicklog.ExportedImpression) {
+func (r *SplitResult) Add(arm string, e impression.Impression) {
 	switch arm {
 	case ArmControl:
 		r.Control.add(e.Results)

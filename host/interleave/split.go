@@ -5,7 +5,7 @@ import (
 	"encoding/binary"
 	"math"
 
-	"github.com/rerankloop/rerank/host/clicklog"
+	"github.com/rerankloop/rerank/finetune/impression"
 )
 
 // Assign puts a unit (a user id, or a session id for anonymous traffic) into
@@ -51,7 +51,7 @@ type ArmMetrics struct {
 	abandoned   int
 }
 
-func (m *ArmMetrics) add(results []clicklog.ExportedResult) {
+func (m *ArmMetrics) add(results []impression.Result) {
 	m.Searches++
 	m.Shown += len(results)
 	first := 0

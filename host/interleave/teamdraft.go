@@ -9,7 +9,7 @@ package interleave
 import (
 	"math/rand/v2"
 
-	"github.com/rerankloop/rerank/host/clicklog"
+	"github.com/rerankloop/rerank/finetune/impression"
 )
 
 // Team is who contributed a shown result; it is what the click log's Team
@@ -97,7 +97,7 @@ type Credit struct {
 }
 
 // CreditOf reads the teams and clicks of one exported search.
-func CreditOf(results []clicklog.ExportedResult) Credit {
+func CreditOf(results []impression.Result) Credit {
 	var c Credit
 	for _, r := range results {
 		if !r.Clicked {

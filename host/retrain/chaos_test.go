@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rerankloop/rerank/finetune/impression"
 	"github.com/rerankloop/rerank/host/clicklog"
 	"github.com/rerankloop/rerank/host/registry"
 	"github.com/rerankloop/rerank/plugin/checkpoint"
@@ -172,7 +173,7 @@ func chaos(b *testing.B, length time.Duration) {
 		b.Fatal(err)
 	}
 	found := map[[2]string]bool{}
-	clicklog.ReadExport(&buf, func(e clicklog.ExportedImpression) error {
+	impression.Read(&buf, func(e impression.Impression) error {
 		for _, r := range e.Results {
 			if r.Clicked {
 				found[[2]string{e.SearchID, r.DocID}] = true

@@ -13,6 +13,7 @@ import (
 	"github.com/rerankloop/rerank/evalharness/gate"
 	"github.com/rerankloop/rerank/evalharness/metrics"
 	"github.com/rerankloop/rerank/evalharness/runner"
+	"github.com/rerankloop/rerank/host/pluginclient"
 	"github.com/rerankloop/rerank/host/registry"
 	"github.com/rerankloop/rerank/host/search"
 	"github.com/rerankloop/rerank/plugin/contract"
@@ -97,7 +98,7 @@ func (c *Controller) judgedHeldOut(ctx context.Context) (*heldOut, error) {
 		if err != nil {
 			return nil, fmt.Errorf("retrain.judgments: %w", err)
 		}
-		if pool, err = runner.Retrieve(ctx, qs, BM25Stage{c.ix}, r.EvalDepth, nil); err != nil {
+		if pool, err = runner.Retrieve(ctx, qs, search.Stage{Index: c.ix}, r.EvalDepth, nil); err != nil {
 			return nil, err
 		}
 		qrels, source = qr, fmt.Sprintf("judged queries of %s (split %s), BM25's top %d reranked", r.Judgments, r.JudgmentsSplit, r.EvalDepth)
@@ -214,7 +215,7 @@ func (e *evalCache) scores(ctx context.Context, c *Controller, h *heldOut, v reg
 	if ok {
 		return got, nil
 	}
-	run, err := runner.Rerank(ctx, h.pool, ModelScorer{c.plugin, model}, v.ID, nil)
+	run, err := runner.Rerank(ctx, h.pool, pluginclient.Scorer{Reranker: c.plugin, Model: model}, v.ID, nil)
 	if err != nil {
 		return nil, fmt.Errorf("scoring version %s: %w", v.ID, err)
 	}
@@ -254,50 +255,4 @@ func (c *Controller) judge(ctx context.Context, h *heldOut, cand registry.Versio
 	}
 	m := map[string]float64{"ndcg@10": d.CandidateMean, "heldout_queries": float64(d.Queries), "ndcg@10_serving": d.ServingMean, "ndcg@10_bm25": d.BM25Mean}
 	return d, m, nil
-}
-
-// BM25Stage is the evaluation's first stage over the host's open index;
-// candidates carry the text the cross-encoder reads (title and body).
-type BM25Stage struct{ Index *search.Index }
-
-// Search returns BM25's top k for query.
-func (s BM25Stage) Search(ctx context.Context, query string, k int) ([]runner.Candidate, error) {
-	hits, _, err := s.Index.Search(ctx, query, k, 0)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]runner.Candidate, len(hits))
-	for i, h := range hits {
-		out[i] = runner.Candidate{ID: h.ID, Text: dataset.DocText(h.Title, h.Text), Score: h.Score}
-	}
-	return out, nil
-}
-
-// ModelScorer scores with one loaded version of the plugin (RerankRequest.Model),
-// in requests of at most scoreBatch documents.
-type ModelScorer struct {
-	Reranker contract.Reranker
-	Model    string
-}
-
-const scoreBatch = 256
-
-// Score returns one score per candidate, in order.
-func (s ModelScorer) Score(ctx context.Context, query string, docs []runner.Candidate) ([]float32, error) {
-	out := make([]float32, 0, len(docs))
-	for start := 0; start < len(docs); start += scoreBatch {
-		req := contract.RerankRequest{Query: query, Model: s.Model}
-		for _, d := range docs[start:min(len(docs), start+scoreBatch)] {
-			req.Documents = append(req.Documents, contract.Document{ID: d.ID, Text: d.Text})
-		}
-		resp, err := s.Reranker.Rerank(ctx, req)
-		if err != nil {
-			return nil, err
-		}
-		if s.Model != "" && resp.ModelVersion != s.Model {
-			return nil, fmt.Errorf("asked version %s, scored by %s", s.Model, resp.ModelVersion)
-		}
-		out = append(out, resp.Scores...)
-	}
-	return out, nil
 }

@@ -420,7 +420,12 @@ func TestSwapAndRollback(t *testing.T) {
 // dir's index before a host opens it.
 func trainData(t *testing.T, dir string) *trainset.Result {
 	t.Helper()
-	data, err := trainset.Build(context.Background(), trainset.Options{Train: sample, Kind: trainset.KindBEIR, Split: "train", Index: copyIndex(t, dir),
+	ix, err := search.Open(copyIndex(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	data, err := trainset.Build(context.Background(), trainset.Options{Train: sample, Kind: trainset.KindBEIR, Split: "train", Retriever: search.Stage{Index: ix},
 		ValFraction: 0.1, Seed: 3, Negatives: negatives.Options{Hard: 4, Depth: 20, Random: 1}})
 	if err != nil {
 		t.Fatal(err)
@@ -434,7 +439,7 @@ func betterModel(t *testing.T, h *host, data *trainset.Result) string {
 	t.Helper()
 	ctx := context.Background()
 	out := filepath.Join(h.dir, "better")
-	req, err := retrain.Request(ctx, h.ix, data.Train, nil, 10, tinyBase, out, contract.TrainConfig{Epochs: 8, LearningRate: 2e-3, MaxLength: 64, Seed: 3}, "test", data.Report)
+	req, err := data.Request(ctx, trainset.RequestOptions{Base: tinyBase, Out: out, Config: contract.TrainConfig{Epochs: 8, LearningRate: 2e-3, MaxLength: 64, Seed: 3}, Source: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/rerankloop/rerank/evalharness/gate"
+	"github.com/rerankloop/rerank/finetune/trainset"
 	"github.com/rerankloop/rerank/host/registry"
+	"github.com/rerankloop/rerank/host/search"
 	"github.com/rerankloop/rerank/plugin/checkpoint"
 	"github.com/rerankloop/rerank/plugin/contract"
 )
@@ -256,17 +258,14 @@ func (c *Controller) run(ctx context.Context, j *job) (*Outcome, error) {
 	} else {
 		j.phase("export", "exporting the searches logged since %s (the end of serving version %s's data window, less %s)", since.Format(time.RFC3339), serving.ID, windowOverlap)
 	}
-	win, shown, err := c.exportWindow(ctx, since, until, filepath.Join(dir, exportFile))
+	win, imps, shown, err := c.window(ctx, since, until)
 	if err != nil {
 		return nil, err
 	}
-	j.logf("%d searches with %d clicks on %d documents", win.Searches, win.Clicks, len(shown))
+	j.logf("%d searches with %d clicks on %d documents", win.Searches, win.Clicks, shown)
 	c.sched.exported(serving.ID, win.Clicks)
 	if win.Clicks < r.MinClicks {
 		return nil, fmt.Errorf("%w: %d in the window, retrain.min_clicks is %d", ErrNotEnoughClicks, win.Clicks, r.MinClicks)
-	}
-	if err := writeCorpus(c.ix, shown, filepath.Join(dir, corpusFile)); err != nil {
-		return nil, err
 	}
 
 	j.phase("data", "building labels with the position-bias click model (%s labels)", r.ClickLabels)
@@ -276,7 +275,7 @@ func (c *Controller) run(ctx context.Context, j *job) (*Outcome, error) {
 			return nil, err
 		}
 	}
-	p, err := c.prepare(ctx, j, dir, judged)
+	p, err := c.prepare(ctx, j, dir, imps, judged)
 	if err != nil {
 		return nil, err
 	}
@@ -292,7 +291,8 @@ func (c *Controller) run(ctx context.Context, j *job) (*Outcome, error) {
 		cfg.LabelMax = 1
 	}
 	source := fmt.Sprintf("click log window %s to %s (%d searches, %d clicks), %s click labels; base version %s", timeOrStart(since), until.Format(time.RFC3339), win.Searches, win.Clicks, r.ClickLabels, serving.ID)
-	req, err := Request(ctx, c.ix, p.data.Train, p.validation, r.EvalDepth, serving.Checkpoint, filepath.Join(dir, trainDir), cfg, source, p.data.Report)
+	req, err := p.data.Request(ctx, trainset.RequestOptions{Base: serving.Checkpoint, Out: filepath.Join(dir, trainDir), Config: cfg, Source: source,
+		Validation: p.validation, FirstStage: search.Stage{Index: c.ix}, Depth: r.EvalDepth})
 	if err != nil {
 		return nil, err
 	}

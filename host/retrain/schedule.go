@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rerankloop/rerank/host/clicklog"
+	"github.com/rerankloop/rerank/finetune/impression"
 )
 
 // scheduleState remembers the last run, so a schedule that fired and was
@@ -110,7 +110,7 @@ func (c *Controller) retrainDue(ctx context.Context) (string, error) {
 // clicksSince counts the clicks on searches logged from since on.
 func (c *Controller) clicksSince(ctx context.Context, since time.Time) (int, error) {
 	n := 0
-	err := c.eachSearch(ctx, since, func(e clicklog.ExportedImpression) error {
+	err := c.log.Scan(ctx, since, func(e impression.Impression) error {
 		for _, r := range e.Results {
 			n += r.Clicks
 		}

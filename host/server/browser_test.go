@@ -10,7 +10,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
-	"github.com/rerankloop/rerank/host/clicklog"
+	"github.com/rerankloop/rerank/finetune/impression"
 )
 
 const chromium = "/usr/bin/chromium"
@@ -108,7 +108,7 @@ func run[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
 }
 
 // waitClick polls the click log until a click on doc appears.
-func waitClick(t *testing.T, e *env, doc string) clicklog.ExportedResult {
+func waitClick(t *testing.T, e *env, doc string) impression.Result {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -123,5 +123,5 @@ func waitClick(t *testing.T, e *env, doc string) clicklog.ExportedResult {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("no click on %s reached the click log", doc)
-	return clicklog.ExportedResult{}
+	return impression.Result{}
 }

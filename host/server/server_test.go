@@ -21,6 +21,7 @@ import (
 	"github.com/rerankloop/rerank/configs"
 	"github.com/rerankloop/rerank/evalharness/dataset"
 	"github.com/rerankloop/rerank/evalharness/fusion"
+	"github.com/rerankloop/rerank/finetune/impression"
 	"github.com/rerankloop/rerank/host/clicklog"
 	"github.com/rerankloop/rerank/host/search"
 	"github.com/rerankloop/rerank/plugin/contract"
@@ -181,14 +182,14 @@ func do(t testing.TB, method, url, body string, out any, header ...string) (int,
 	return resp.StatusCode, resp.Header
 }
 
-func exportLog(t testing.TB, s *clicklog.Store) []clicklog.ExportedImpression {
+func exportLog(t testing.TB, s *clicklog.Store) []impression.Impression {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := s.Export(context.Background(), time.Time{}, &buf); err != nil {
 		t.Fatal(err)
 	}
-	var out []clicklog.ExportedImpression
-	if err := clicklog.ReadExport(&buf, func(e clicklog.ExportedImpression) error {
+	var out []impression.Impression
+	if err := impression.Read(&buf, func(e impression.Impression) error {
 		out = append(out, e)
 		return nil
 	}); err != nil {

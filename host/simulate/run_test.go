@@ -12,6 +12,7 @@ import (
 
 	"github.com/rerankloop/rerank/configs"
 	"github.com/rerankloop/rerank/evalharness/dataset"
+	"github.com/rerankloop/rerank/finetune/impression"
 	"github.com/rerankloop/rerank/host/clicklog"
 	"github.com/rerankloop/rerank/host/search"
 	"github.com/rerankloop/rerank/host/server"
@@ -122,7 +123,7 @@ func TestRunAgainstARealHost(t *testing.T) {
 	for _, q := range qs {
 		byQuery[q.Text] = q.ID
 	}
-	err = clicklog.ReadExport(&buf, func(e clicklog.ExportedImpression) error {
+	err = impression.Read(&buf, func(e impression.Impression) error {
 		searches++
 		users[e.User] = true
 		for _, r := range e.Results {
