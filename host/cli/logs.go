@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/rerankloop/rerank/configs"
+	"github.com/rerankloop/rerank/host/app"
 	"github.com/rerankloop/rerank/host/clicklog"
 )
 
@@ -123,25 +124,11 @@ func openClickLog(fs *pflag.FlagSet) (*clicklog.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts, err := clickLogOptions(cfg)
+	opts, err := app.LogOptions(cfg)
 	if err != nil {
 		return nil, err
 	}
 	return clicklog.Open(cfg.DataDir, opts)
-}
-
-// clickLogOptions maps the clicklog section of the configuration onto the
-// store's options; the hash key is read (or made) only when hashing is on.
-func clickLogOptions(cfg configs.Config) (clicklog.Options, error) {
-	opts := clicklog.Options{Retention: cfg.ClickLog.Retention, HashUserIDs: cfg.ClickLog.HashUserIDs}
-	if opts.HashUserIDs {
-		key, err := cfg.UserHashKey()
-		if err != nil {
-			return opts, fmt.Errorf("clicklog.hash_key: %w", err)
-		}
-		opts.HashKey = key
-	}
-	return opts, nil
 }
 
 // parseSince reads --since: empty (everything), RFC 3339, a date (UTC

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/rerankloop/rerank/configs"
+	"github.com/rerankloop/rerank/host/app"
 	"github.com/rerankloop/rerank/host/registry"
 	"github.com/rerankloop/rerank/host/retrain"
 )
@@ -110,19 +112,19 @@ func withModels(cmd *cobra.Command, hf hostFlags, fn func([]registry.Version, []
 // withRegistry opens the click log of the data folder the flags name and runs
 // fn on its registry.
 func withRegistry(fs *pflag.FlagSet, fn func(*registry.Registry) error) error {
-	store, err := openClickLog(fs)
+	cfg, err := configs.Load(fs)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	reg, err := registry.Open(store)
+	h, err := app.Open(context.Background(), app.Options{Config: cfg, NoIndex: true})
 	if err != nil {
 		return err
 	}
-	if err := fn(reg); err != nil {
+	defer h.Close()
+	if err := fn(h.Registry); err != nil {
 		return err
 	}
-	return store.Close()
+	return h.Close()
 }
 
 func printVersions(w io.Writer, vs []registry.Version) {

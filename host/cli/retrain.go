@@ -16,9 +16,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rerankloop/rerank/configs"
-	"github.com/rerankloop/rerank/host/clicklog"
+	"github.com/rerankloop/rerank/host/app"
 	"github.com/rerankloop/rerank/host/retrain"
-	"github.com/rerankloop/rerank/host/search"
 )
 
 func init() {
@@ -103,30 +102,13 @@ func localRetrain(ctx context.Context, cfg configs.Config, out, errw io.Writer) 
 	if cfg.Rerank.ModelPath == "" {
 		return errors.New("retraining needs a reranker: set rerank.model_path (the base checkpoint) as for rerank serve")
 	}
-	if err := search.SetBM25(cfg.BM25.K1, cfg.BM25.B); err != nil {
-		return err
-	}
-	ix, err := search.Open(cfg.IndexDir)
-	if err != nil {
-		return err
-	}
-	defer ix.Close()
-	opts, err := clickLogOptions(cfg)
-	if err != nil {
-		return err
-	}
-	store, err := clicklog.Open(cfg.DataDir, opts)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
 	logger := slog.New(slog.NewTextHandler(errw, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	pc, loop, err := startLoop(ctx, cfg, ix, store, logger)
+	h, err := app.Open(ctx, app.Options{Config: cfg, Logger: logger, Reranker: true})
 	if err != nil {
 		return err
 	}
-	defer pc.Close()
-	defer loop.Close()
+	defer h.Close()
+	loop := h.Loop
 	st, err := loop.StartRetrain("rerank retrain (local)")
 	if err != nil {
 		return err

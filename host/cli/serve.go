@@ -10,19 +10,14 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/rerankloop/rerank/configs"
-	"github.com/rerankloop/rerank/host/clicklog"
-	"github.com/rerankloop/rerank/host/interleave"
-	"github.com/rerankloop/rerank/host/pluginclient"
-	"github.com/rerankloop/rerank/host/registry"
+	"github.com/rerankloop/rerank/host/app"
 	"github.com/rerankloop/rerank/host/retrain"
-	"github.com/rerankloop/rerank/host/search"
 	"github.com/rerankloop/rerank/host/server"
 	"github.com/rerankloop/rerank/plugin/contract"
 )
@@ -89,44 +84,20 @@ type runningHost struct {
 // serveHost is serve, handing ready the running host.
 func serveHost(ctx context.Context, cfg configs.Config, logw io.Writer, ready func(runningHost)) error {
 	logger := newLogger(cfg, logw)
-	if err := search.SetBM25(cfg.BM25.K1, cfg.BM25.B); err != nil {
-		return err
-	}
-	ix, err := search.Open(cfg.IndexDir)
-	if err != nil {
-		return err
-	}
-	defer ix.Close()
-
 	metrics := server.NewMetrics()
-	logOpts, err := clickLogOptions(cfg)
+	h, err := app.Open(ctx, app.Options{Config: cfg, Logger: logger, Reranker: cfg.Rerank.ModelPath != "", OnLogWrite: metrics.ObserveLogWrite})
 	if err != nil {
 		return err
 	}
-	logOpts.OnWrite = metrics.ObserveLogWrite
-	logOpts.Logger = logger
-	store, err := clicklog.Open(cfg.DataDir, logOpts)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-
-	var (
-		reranker contract.Reranker
-		loop     *retrain.Controller
-	)
-	if cfg.Rerank.ModelPath != "" {
-		pc, ctrl, err := startLoop(ctx, cfg, ix, store, logger)
-		if err != nil {
-			return err
-		}
-		defer pc.Close()
-		defer ctrl.Close() // before the plugin closes: a running retrain is cancelled first
-		reranker, loop = pc, ctrl
-		go ctrl.RunSchedule(ctx)
+	defer h.Close()
+	ix, loop := h.Index, h.Loop
+	var reranker contract.Reranker
+	if h.Plugin != nil {
+		reranker = h.Plugin
+		go loop.RunSchedule(ctx)
 	}
 
-	opts := server.Options{Index: ix, Reranker: reranker, Log: store, Config: cfg, Logger: logger, Metrics: metrics, Loop: loop}
+	opts := server.Options{Index: ix, Reranker: reranker, Log: h.Log, Config: cfg, Logger: logger, Metrics: metrics, Loop: loop}
 	if loop != nil {
 		opts.Fusion = loop.Fusion
 	}
@@ -168,43 +139,4 @@ func serveHost(ctx context.Context, cfg configs.Config, logw io.Writer, ready fu
 		return fmt.Errorf("shutdown: requests still running after %s", cfg.HTTP.ShutdownTimeout)
 	}
 	return err
-}
-
-// startLoop starts the plugin with the registry's serving version (on the
-// first start, rerank.model_path registered as the base version) and the
-// closed loop around it.
-func startLoop(ctx context.Context, cfg configs.Config, ix *search.Index, store *clicklog.Store, logger *slog.Logger) (*pluginclient.Client, *retrain.Controller, error) {
-	reg, err := registry.Open(store)
-	if err != nil {
-		return nil, nil, err
-	}
-	exps, err := interleave.OpenExperiments(store)
-	if err != nil {
-		return nil, nil, err
-	}
-	v, err := retrain.Bootstrap(reg, cfg.Rerank.ModelPath, logger)
-	if err != nil {
-		return nil, nil, err
-	}
-	pc, err := pluginclient.Start(ctx, pluginclient.Options{
-		PluginPath: cfg.Rerank.PluginPath, ModelPath: v.Checkpoint, ModelVersion: v.ID, ModelHash: v.CheckpointHash,
-		Device: cfg.Rerank.Device, Threads: cfg.Rerank.Threads, MaxLength: cfg.Rerank.MaxLength, Log: logger,
-		EmbeddingCache: filepath.Join(cfg.DataDir, "embeddings"),
-		// The plugin takes whatever the host sends: a search's window or a /v1/rerank call.
-		MaxDocuments: max(cfg.Rerank.MaxDocuments, cfg.Rerank.MaxWindow),
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("start the reranker with version %s (unset rerank.model_path to serve BM25 only): %w", v.ID, err)
-	}
-	ctrl, err := retrain.New(ctx, retrain.Options{Config: cfg, Index: ix, Log: store, Registry: reg, Experiments: exps, Plugin: pc, Logger: logger})
-	if err != nil {
-		pc.Close()
-		return nil, nil, err
-	}
-	logger.Info("reranker serving", "version", v.ID, "checkpoint", v.Checkpoint)
-	if infos, err := pc.Info(ctx); err == nil && len(infos) > 0 && infos[0].Kind == "bi-encoder" && v.Fusion == nil {
-		logger.Warn("the serving bi-encoder has no fusion with BM25: its cosine alone ranks, which is usually worse than the fusion; fit one with `rerank eval --model DIR --fuse auto --save-fusion`",
-			"version", v.ID, "checkpoint", v.Checkpoint)
-	}
-	return pc, ctrl, nil
 }

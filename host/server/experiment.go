@@ -38,8 +38,8 @@ type ranked struct {
 // merges them by team draft. traffic decides which users (split) or searches
 // (interleave) take part; the rest see the serving version.
 func (s *Server) rankStage(ctx context.Context, p params, searchID string, hits []search.Hit, window int) ranked {
-	if s.loop != nil {
-		if e := s.loop.Experiment(); e != nil {
+	if s.running != nil {
+		if e := s.running.Experiment(); e != nil {
 			switch e.Method {
 			case interleave.MethodSplit:
 				unit := p.user

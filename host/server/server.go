@@ -27,6 +27,7 @@ import (
 	"github.com/rerankloop/rerank/configs"
 	"github.com/rerankloop/rerank/evalharness/fusion"
 	"github.com/rerankloop/rerank/host/clicklog"
+	"github.com/rerankloop/rerank/host/interleave"
 	"github.com/rerankloop/rerank/host/retrain"
 	"github.com/rerankloop/rerank/host/search"
 	"github.com/rerankloop/rerank/plugin/contract"
@@ -46,9 +47,18 @@ type Options struct {
 	// Loop retrains, swaps and runs experiments (admin endpoints, /models);
 	// nil when no reranker is configured: those endpoints answer 503.
 	Loop *retrain.Controller
+	// Experiment says which experiment searches take part in now (nil: none
+	// ever); defaults to Loop.
+	Experiment RunningExperiment
 	// Fusion says how a version's scores are fused with BM25's (e.g.
 	// Loop.Fusion); nil, or false for a version: the model's order alone.
 	Fusion func(version string) (fusion.Params, bool)
+}
+
+// RunningExperiment is all a search needs of the experiments: the one
+// running now, or nil.
+type RunningExperiment interface {
+	Experiment() *interleave.Experiment
 }
 
 // Server serves the HTTP API. Create it with New.
@@ -62,6 +72,7 @@ type Server struct {
 	mux      *http.ServeMux
 	pending  sync.WaitGroup // impressions answered before their commit
 	loop     *retrain.Controller
+	running  RunningExperiment
 	fusion   func(version string) (fusion.Params, bool)
 	clicks   *clickLimiter
 }
@@ -77,7 +88,10 @@ func New(o Options) (*Server, error) {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics()
 	}
-	s := &Server{ix: o.Index, reranker: o.Reranker, log: o.Log, cfg: o.Config, logger: o.Logger, metrics: o.Metrics, mux: http.NewServeMux(), loop: o.Loop, fusion: o.Fusion,
+	if o.Experiment == nil && o.Loop != nil {
+		o.Experiment = o.Loop
+	}
+	s := &Server{running: o.Experiment, ix: o.Index, reranker: o.Reranker, log: o.Log, cfg: o.Config, logger: o.Logger, metrics: o.Metrics, mux: http.NewServeMux(), loop: o.Loop, fusion: o.Fusion,
 		clicks: newClickLimiter(o.Config.HTTP.ClickRate, o.Config.HTTP.ClickBurst)}
 	if rc, ok := o.Reranker.(restartCounter); ok {
 		s.metrics.watchRestarts(rc)
