@@ -10,6 +10,46 @@ import (
 // ErrNoBucket: ViewBucket names a bucket that UpdateBucket never created.
 var ErrNoBucket = errors.New("no such bucket in the click log")
 
+// Bucket is a key-value bucket in the log's file, where state that belongs
+// with the logs keeps its records. Keys sort bytewise; values returned are
+// valid only during the transaction, so copy what outlives it.
+type Bucket interface {
+	Get(key []byte) []byte
+	Put(key, value []byte) error
+	Delete(key []byte) error
+	ForEach(fn func(key, value []byte) error) error
+	// NextSequence is a durable counter, one per bucket.
+	NextSequence() (uint64, error)
+	// Nested is the nested bucket name, or nil when there is none.
+	Nested(name []byte) Bucket
+	// CreateNested creates the nested bucket name if it does not exist.
+	CreateNested(name []byte) (Bucket, error)
+}
+
+// bucket is a Bucket on bbolt, whose types stay inside this package.
+type bucket struct{ b *bolt.Bucket }
+
+func (b bucket) Get(key []byte) []byte                          { return b.b.Get(key) }
+func (b bucket) Put(key, value []byte) error                    { return b.b.Put(key, value) }
+func (b bucket) Delete(key []byte) error                        { return b.b.Delete(key) }
+func (b bucket) ForEach(fn func(key, value []byte) error) error { return b.b.ForEach(fn) }
+func (b bucket) NextSequence() (uint64, error)                  { return b.b.NextSequence() }
+
+func (b bucket) Nested(name []byte) Bucket {
+	if n := b.b.Bucket(name); n != nil {
+		return bucket{n}
+	}
+	return nil
+}
+
+func (b bucket) CreateNested(name []byte) (Bucket, error) {
+	n, err := b.b.CreateBucketIfNotExists(name)
+	if err != nil {
+		return nil, err
+	}
+	return bucket{n}, nil
+}
+
 // UpdateBucket runs fn in a write transaction on the top-level bucket name,
 // creating it if needed; the commit is fsync'd before it returns. It lets
 // state that belongs with the logs (the model registry, experiments) live in
@@ -17,7 +57,7 @@ var ErrNoBucket = errors.New("no such bucket in the click log")
 // they trained. fn's error rolls the transaction back. fn must not call the
 // Store's other methods: bbolt has one writer, and the log's own commits wait
 // for this one, so keep fn short.
-func (s *Store) UpdateBucket(name string, fn func(*bolt.Bucket) error) error {
+func (s *Store) UpdateBucket(name string, fn func(Bucket) error) error {
 	if err := checkBucketName(name); err != nil {
 		return err
 	}
@@ -31,13 +71,13 @@ func (s *Store) UpdateBucket(name string, fn func(*bolt.Bucket) error) error {
 		if err != nil {
 			return err
 		}
-		return fn(b)
+		return fn(bucket{b})
 	})
 }
 
 // ViewBucket runs fn in a read transaction on the top-level bucket name;
 // ErrNoBucket when it was never created. Readers never wait for writers.
-func (s *Store) ViewBucket(name string, fn func(*bolt.Bucket) error) error {
+func (s *Store) ViewBucket(name string, fn func(Bucket) error) error {
 	if err := checkBucketName(name); err != nil {
 		return err
 	}
@@ -51,7 +91,7 @@ func (s *Store) ViewBucket(name string, fn func(*bolt.Bucket) error) error {
 		if b == nil {
 			return fmt.Errorf("clicklog: bucket %q: %w", name, ErrNoBucket)
 		}
-		return fn(b)
+		return fn(bucket{b})
 	})
 }
 

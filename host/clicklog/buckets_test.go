@@ -6,30 +6,28 @@ import (
 	"fmt"
 	"sync"
 	"testing"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 func TestSideBuckets(t *testing.T) {
 	dir := t.TempDir()
 	s := openTest(t, dir, Options{})
-	if err := s.ViewBucket("registry", func(*bolt.Bucket) error { return nil }); !errors.Is(err, ErrNoBucket) {
+	if err := s.ViewBucket("registry", func(Bucket) error { return nil }); !errors.Is(err, ErrNoBucket) {
 		t.Fatalf("view before any write: %v, want ErrNoBucket", err)
 	}
 	for _, name := range []string{"", "searches", "by_time", "clicks"} {
-		if err := s.UpdateBucket(name, func(*bolt.Bucket) error { return nil }); err == nil {
+		if err := s.UpdateBucket(name, func(Bucket) error { return nil }); err == nil {
 			t.Errorf("UpdateBucket(%q) accepted", name)
 		}
 	}
 	put := func(k, v string) error {
-		return s.UpdateBucket("registry", func(b *bolt.Bucket) error { return b.Put([]byte(k), []byte(v)) })
+		return s.UpdateBucket("registry", func(b Bucket) error { return b.Put([]byte(k), []byte(v)) })
 	}
 	if err := put("a", "1"); err != nil {
 		t.Fatal(err)
 	}
 	// A failing fn leaves nothing behind.
 	boom := errors.New("boom")
-	err := s.UpdateBucket("registry", func(b *bolt.Bucket) error {
+	err := s.UpdateBucket("registry", func(b Bucket) error {
 		if err := b.Put([]byte("b"), []byte("2")); err != nil {
 			return err
 		}
@@ -69,7 +67,7 @@ func TestSideBuckets(t *testing.T) {
 
 	s = openTest(t, dir, Options{})
 	var keys []string
-	err = s.ViewBucket("registry", func(b *bolt.Bucket) error {
+	err = s.ViewBucket("registry", func(b Bucket) error {
 		return b.ForEach(func(k, _ []byte) error { keys = append(keys, string(k)); return nil })
 	})
 	if err != nil {

@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/rerankloop/rerank/finetune/impression"
 	"github.com/rerankloop/rerank/host/clicklog"
 )
@@ -78,7 +76,7 @@ type Experiments struct {
 
 // OpenExperiments returns the experiments kept in log's database.
 func OpenExperiments(log *clicklog.Store) (*Experiments, error) {
-	if err := log.UpdateBucket(BucketName, func(*bolt.Bucket) error { return nil }); err != nil {
+	if err := log.UpdateBucket(BucketName, func(clicklog.Bucket) error { return nil }); err != nil {
 		return nil, fmt.Errorf("experiments: %w", err)
 	}
 	return &Experiments{log: log}, nil
@@ -108,7 +106,7 @@ func (x *Experiments) Start(e Experiment) (Experiment, error) {
 		return e, fmt.Errorf("experiment: %w", err)
 	}
 	e.Started, e.Stopped, e.Status, e.Result, e.StopReason = time.Now().UTC(), time.Time{}, Running, nil, ""
-	err := x.log.UpdateBucket(BucketName, func(b *bolt.Bucket) error {
+	err := x.log.UpdateBucket(BucketName, func(b clicklog.Bucket) error {
 		if id := b.Get(keyRunning); id != nil {
 			return fmt.Errorf("%w: %s (stop it first)", ErrRunning, id)
 		}
@@ -131,7 +129,7 @@ func (x *Experiments) Start(e Experiment) (Experiment, error) {
 // Stop ends the running experiment id, recording res (may be nil) and why.
 func (x *Experiments) Stop(id, reason string, res *Result) (Experiment, error) {
 	var e Experiment
-	err := x.log.UpdateBucket(BucketName, func(b *bolt.Bucket) error {
+	err := x.log.UpdateBucket(BucketName, func(b clicklog.Bucket) error {
 		var err error
 		if e, err = get(b, id); err != nil {
 			return err
@@ -154,7 +152,7 @@ func (x *Experiments) Stop(id, reason string, res *Result) (Experiment, error) {
 // Get returns one experiment.
 func (x *Experiments) Get(id string) (Experiment, error) {
 	var e Experiment
-	err := x.log.ViewBucket(BucketName, func(b *bolt.Bucket) (err error) {
+	err := x.log.ViewBucket(BucketName, func(b clicklog.Bucket) (err error) {
 		e, err = get(b, id)
 		return err
 	})
@@ -163,7 +161,7 @@ func (x *Experiments) Get(id string) (Experiment, error) {
 
 // Running returns the running experiment; ok is false when none runs.
 func (x *Experiments) Running() (e Experiment, ok bool, err error) {
-	err = x.log.ViewBucket(BucketName, func(b *bolt.Bucket) error {
+	err = x.log.ViewBucket(BucketName, func(b clicklog.Bucket) error {
 		id := b.Get(keyRunning)
 		if id == nil {
 			return nil
@@ -178,7 +176,7 @@ func (x *Experiments) Running() (e Experiment, ok bool, err error) {
 // List returns every experiment, oldest first.
 func (x *Experiments) List() ([]Experiment, error) {
 	var out []Experiment
-	err := x.log.ViewBucket(BucketName, func(b *bolt.Bucket) error {
+	err := x.log.ViewBucket(BucketName, func(b clicklog.Bucket) error {
 		return b.ForEach(func(k, raw []byte) error {
 			if string(k) == string(keyRunning) {
 				return nil
@@ -195,7 +193,7 @@ func (x *Experiments) List() ([]Experiment, error) {
 	return out, err
 }
 
-func get(b *bolt.Bucket, id string) (Experiment, error) {
+func get(b clicklog.Bucket, id string) (Experiment, error) {
 	raw := b.Get([]byte(id))
 	if raw == nil || id == string(keyRunning) {
 		return Experiment{}, fmt.Errorf("experiment %q: %w", id, ErrNotFound)
@@ -207,7 +205,7 @@ func get(b *bolt.Bucket, id string) (Experiment, error) {
 	return e, nil
 }
 
-func put(b *bolt.Bucket, e Experiment) error {
+func put(b clicklog.Bucket, e Experiment) error {
 	raw, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("experiment %s: %w", e.ID, err)

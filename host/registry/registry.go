@@ -26,8 +26,6 @@ import (
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/rerankloop/rerank/evalharness/fusion"
 	"github.com/rerankloop/rerank/evalharness/gate"
 	"github.com/rerankloop/rerank/host/clicklog"
@@ -136,9 +134,9 @@ type Registry struct {
 // Open returns the registry kept in log's database, creating its bucket on
 // first use.
 func Open(log *clicklog.Store) (*Registry, error) {
-	err := log.UpdateBucket(BucketName, func(b *bolt.Bucket) error {
+	err := log.UpdateBucket(BucketName, func(b clicklog.Bucket) error {
 		for _, k := range [][]byte{keyVersions, keySwaps} {
-			if _, err := b.CreateBucketIfNotExists(k); err != nil {
+			if _, err := b.CreateNested(k); err != nil {
 				return err
 			}
 		}
@@ -193,8 +191,8 @@ func (r *Registry) Register(v Version) (Version, error) {
 	}
 	v.Created = v.Created.UTC()
 	v.Status, v.Gate = Candidate, nil
-	err := r.log.UpdateBucket(BucketName, func(b *bolt.Bucket) error {
-		vb := b.Bucket(keyVersions)
+	err := r.log.UpdateBucket(BucketName, func(b clicklog.Bucket) error {
+		vb := b.Nested(keyVersions)
 		if v.Parent != "" && vb.Get([]byte(v.Parent)) == nil {
 			return fmt.Errorf("registry: parent %s: %w", v.Parent, ErrNotFound)
 		}
@@ -271,8 +269,8 @@ func (r *Registry) Reject(id, reason string) (Version, error) {
 // Get returns one version.
 func (r *Registry) Get(id string) (Version, error) {
 	var v Version
-	err := r.view(func(b *bolt.Bucket) (err error) {
-		v, err = getVersion(b.Bucket(keyVersions), id)
+	err := r.view(func(b clicklog.Bucket) (err error) {
+		v, err = getVersion(b.Nested(keyVersions), id)
 		return err
 	})
 	return v, err
@@ -281,8 +279,8 @@ func (r *Registry) Get(id string) (Version, error) {
 // List returns every version in registration order.
 func (r *Registry) List() ([]Version, error) {
 	var out []Version
-	err := r.view(func(b *bolt.Bucket) error {
-		return b.Bucket(keyVersions).ForEach(func(k, raw []byte) error {
+	err := r.view(func(b clicklog.Bucket) error {
+		return b.Nested(keyVersions).ForEach(func(k, raw []byte) error {
 			var v Version
 			if err := json.Unmarshal(raw, &v); err != nil {
 				return fmt.Errorf("registry: version %s unreadable: %w", k, err)
@@ -297,12 +295,12 @@ func (r *Registry) List() ([]Version, error) {
 
 // Serving returns the serving version; ok is false when none serves.
 func (r *Registry) Serving() (v Version, ok bool, err error) {
-	err = r.view(func(b *bolt.Bucket) error {
+	err = r.view(func(b clicklog.Bucket) error {
 		id := b.Get(keyServing)
 		if id == nil {
 			return nil
 		}
-		v, err = getVersion(b.Bucket(keyVersions), string(id))
+		v, err = getVersion(b.Nested(keyVersions), string(id))
 		ok = err == nil
 		return err
 	})
@@ -312,7 +310,7 @@ func (r *Registry) Serving() (v Version, ok bool, err error) {
 // History returns every swap, oldest first.
 func (r *Registry) History() ([]Swap, error) {
 	var out []Swap
-	err := r.view(func(b *bolt.Bucket) error {
+	err := r.view(func(b clicklog.Bucket) error {
 		var err error
 		out, err = readSwaps(b)
 		return err
@@ -325,7 +323,7 @@ func (r *Registry) History() ([]Swap, error) {
 // back from (a version abandoned by a rollback is not a safe place to go).
 func (r *Registry) Previous() (string, error) {
 	var prev string
-	err := r.view(func(b *bolt.Bucket) error {
+	err := r.view(func(b clicklog.Bucket) error {
 		swaps, err := readSwaps(b)
 		if err != nil {
 			return err
@@ -379,9 +377,9 @@ func (r *Registry) swap(id string, kind SwapKind, reason string, load Loader) (S
 		v       Version
 		current string
 	)
-	err := r.view(func(b *bolt.Bucket) (err error) {
+	err := r.view(func(b clicklog.Bucket) (err error) {
 		current = string(b.Get(keyServing))
-		v, err = getVersion(b.Bucket(keyVersions), id)
+		v, err = getVersion(b.Nested(keyVersions), id)
 		return err
 	})
 	if err != nil {
@@ -403,11 +401,11 @@ func (r *Registry) swap(id string, kind SwapKind, reason string, load Loader) (S
 		}
 	}
 	s := Swap{Time: time.Now().UTC(), From: current, To: id, Kind: kind, Reason: reason}
-	err = r.log.UpdateBucket(BucketName, func(b *bolt.Bucket) error {
+	err = r.log.UpdateBucket(BucketName, func(b clicklog.Bucket) error {
 		if now := string(b.Get(keyServing)); now != current {
 			return fmt.Errorf("%w: the serving version changed from %s to %s meanwhile", ErrState, current, now)
 		}
-		vb, sb := b.Bucket(keyVersions), b.Bucket(keySwaps)
+		vb, sb := b.Nested(keyVersions), b.Nested(keySwaps)
 		if current != "" {
 			old, err := getVersion(vb, current)
 			if err != nil {
@@ -457,8 +455,8 @@ func rejection(v Version) string {
 
 func (r *Registry) update(id string, fn func(*Version) error) (Version, error) {
 	var v Version
-	err := r.log.UpdateBucket(BucketName, func(b *bolt.Bucket) error {
-		vb := b.Bucket(keyVersions)
+	err := r.log.UpdateBucket(BucketName, func(b clicklog.Bucket) error {
+		vb := b.Nested(keyVersions)
 		var err error
 		if v, err = getVersion(vb, id); err != nil {
 			return err
@@ -474,11 +472,11 @@ func (r *Registry) update(id string, fn func(*Version) error) (Version, error) {
 	return v, nil
 }
 
-func (r *Registry) view(fn func(*bolt.Bucket) error) error {
+func (r *Registry) view(fn func(clicklog.Bucket) error) error {
 	return r.log.ViewBucket(BucketName, fn)
 }
 
-func getVersion(vb *bolt.Bucket, id string) (Version, error) {
+func getVersion(vb clicklog.Bucket, id string) (Version, error) {
 	raw := vb.Get([]byte(id))
 	if raw == nil {
 		return Version{}, fmt.Errorf("registry: version %q: %w", id, ErrNotFound)
@@ -490,7 +488,7 @@ func getVersion(vb *bolt.Bucket, id string) (Version, error) {
 	return v, nil
 }
 
-func putVersion(vb *bolt.Bucket, v Version) error {
+func putVersion(vb clicklog.Bucket, v Version) error {
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("%w: version %s: %v", ErrInvalid, v.ID, err)
@@ -498,9 +496,9 @@ func putVersion(vb *bolt.Bucket, v Version) error {
 	return vb.Put([]byte(v.ID), raw)
 }
 
-func readSwaps(b *bolt.Bucket) ([]Swap, error) {
+func readSwaps(b clicklog.Bucket) ([]Swap, error) {
 	var out []Swap
-	err := b.Bucket(keySwaps).ForEach(func(_, raw []byte) error {
+	err := b.Nested(keySwaps).ForEach(func(_, raw []byte) error {
 		var s Swap
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return fmt.Errorf("registry: swap record unreadable: %w", err)
