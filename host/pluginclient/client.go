@@ -76,7 +76,7 @@ type Client struct {
 
 	mu     sync.RWMutex
 	proc   *plugin.Client
-	rpc    contract.Reranker
+	rpc    *plugins
 	loads  []contract.LoadRequest // replayed after a restart, in order
 	closed bool
 
@@ -200,7 +200,7 @@ func (c *Client) args() []string {
 }
 
 // launch starts a plugin process and connects to it.
-func (c *Client) launch() (*plugin.Client, contract.Reranker, error) {
+func (c *Client) launch() (*plugin.Client, *plugins, error) {
 	cmd := exec.Command(c.opts.PluginPath, c.args()...)
 	// Measured on 2-core machines: idle OpenMP threads must not spin, and
 	// libtorch's many page faults are far cheaper with huge pages.
@@ -208,7 +208,7 @@ func (c *Client) launch() (*plugin.Client, contract.Reranker, error) {
 	dieWithParent(cmd)
 	proc := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  contract.Handshake,
-		VersionedPlugins: contract.VersionedPlugins(nil),
+		VersionedPlugins: contract.VersionedPlugins(nil, nil),
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
@@ -226,12 +226,27 @@ func (c *Client) launch() (*plugin.Client, contract.Reranker, error) {
 		proc.Kill()
 		return nil, nil, fmt.Errorf("starting plugin %s: %w", c.opts.PluginPath, err)
 	}
-	raw, err := conn.Dispense(contract.PluginName)
-	if err != nil {
-		proc.Kill()
-		return nil, nil, fmt.Errorf("plugin %s: %w", c.opts.PluginPath, err)
+	var p plugins
+	for name, to := range map[string]any{contract.PluginName: &p.Reranker, contract.TrainerPluginName: &p.trainer} {
+		raw, err := conn.Dispense(name)
+		if err != nil {
+			proc.Kill()
+			return nil, nil, fmt.Errorf("plugin %s: %w", c.opts.PluginPath, err)
+		}
+		switch to := to.(type) {
+		case *contract.Reranker:
+			*to = raw.(contract.Reranker)
+		case *contract.Trainer:
+			*to = raw.(contract.Trainer)
+		}
 	}
-	return proc, raw.(contract.Reranker), nil
+	return proc, &p, nil
+}
+
+// plugins are the entries a plugin process serves.
+type plugins struct {
+	contract.Reranker
+	trainer contract.Trainer
 }
 
 // supervise polls for the process's exit, probes its liveness, kills it
@@ -360,7 +375,7 @@ func (c *Client) downSince() time.Time {
 // Restarts counts restarts since Start.
 func (c *Client) Restarts() int64 { return c.restarts.Load() }
 
-func (c *Client) conn() (contract.Reranker, error) {
+func (c *Client) conn() (*plugins, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.closed {

@@ -19,17 +19,13 @@ func (c *Client) Finetune(ctx context.Context, req contract.FinetuneRequest, pro
 	if err != nil {
 		return contract.FinetuneResult{}, err
 	}
-	trainer, ok := rpc.(contract.Trainer)
-	if !ok {
-		return contract.FinetuneResult{}, contract.ErrNoTrainer
-	}
 	// The plugin may run in another working directory.
 	for _, p := range []*string{&req.BaseModel, &req.OutDir} {
 		if *p, err = filepath.Abs(*p); err != nil {
 			return contract.FinetuneResult{}, err
 		}
 	}
-	res, err := trainer.Finetune(ctx, req, progress)
+	res, err := rpc.trainer.Finetune(ctx, req, progress)
 	if err = unavailable(err); errors.Is(err, contract.ErrUnavailable) {
 		err = fmt.Errorf("the plugin process exited during training (its checkpoints in %s are kept; resume to continue): %w", req.OutDir, err)
 	}

@@ -134,8 +134,8 @@ type FinetuneResult struct {
 	ReportPath     string
 }
 
-// Trainer fine-tunes cross-encoders; the plugin implements it next to
-// Reranker. Cancelling ctx stops training after the current step; the
+// Trainer fine-tunes models; the plugin serves it as its own entry
+// (TrainerPluginName) beside the Reranker. Cancelling ctx stops training after the current step; the
 // checkpoints are kept and the result so far is returned with ctx's error.
 type Trainer interface {
 	Finetune(ctx context.Context, req FinetuneRequest, progress func(FinetuneProgress)) (FinetuneResult, error)
@@ -145,8 +145,6 @@ type Trainer interface {
 var (
 	// ErrBusy: a fine-tune is already running in the plugin.
 	ErrBusy = errors.New("a fine-tune is already running")
-	// ErrNoTrainer: the plugin was built without fine-tuning.
-	ErrNoTrainer = errors.New("the plugin does not fine-tune")
 )
 
 // DocTable collects a FinetuneRequest's Docs: each (id, text) is sent once,

@@ -16,10 +16,14 @@ import (
 
 // ProtocolVersion is the contract's version; bump it on any incompatible change
 // to reranker.proto so an old host refuses a new plugin (and vice versa).
-const ProtocolVersion = 1
+// 2: Finetune moved from the Reranker service to its own Trainer entry.
+const ProtocolVersion = 2
 
-// PluginName is the key of the reranker in the plugin set.
-const PluginName = "reranker"
+// Keys of the plugin set: the reranker, and the trainer beside it.
+const (
+	PluginName        = "reranker"
+	TrainerPluginName = "trainer"
+)
 
 // MaxMessageBytes bounds one gRPC message either way (gRPC's default is 4 MiB,
 // too small for 100 long documents). Larger requests fail before they are sent.
@@ -31,10 +35,11 @@ var Handshake = plugin.HandshakeConfig{
 	MagicCookieValue: "7f3c1e52-cross-encoder",
 }
 
-// VersionedPlugins is what host and plugin both hand to go-plugin.
-func VersionedPlugins(impl Reranker) map[int]plugin.PluginSet {
+// VersionedPlugins is what host and plugin both hand to go-plugin: the
+// plugin its implementations, the host nil for both.
+func VersionedPlugins(r Reranker, t Trainer) map[int]plugin.PluginSet {
 	return map[int]plugin.PluginSet{
-		ProtocolVersion: {PluginName: &GRPCPlugin{Impl: impl}},
+		ProtocolVersion: {PluginName: &GRPCPlugin{Impl: r}, TrainerPluginName: &TrainerPlugin{Impl: t}},
 	}
 }
 
@@ -204,7 +209,6 @@ var statusCodes = []struct {
 	{ErrTooLarge, codes.ResourceExhausted},
 	{ErrBusy, codes.FailedPrecondition},
 	{ErrOverloaded, codes.Aborted},
-	{ErrNoTrainer, codes.Unimplemented},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 	{context.Canceled, codes.Canceled},
 }

@@ -7,12 +7,37 @@ import (
 	"io"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hashicorp/go-plugin"
 	pb "github.com/rerankloop/rerank/plugin/contract/rerankpb"
 )
+
+// TrainerPlugin is go-plugin's glue for the trainer entry: Impl is set on
+// the plugin side only.
+type TrainerPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	Impl Trainer
+}
+
+func (p *TrainerPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	pb.RegisterTrainerServer(s, &trainerServer{impl: p.Impl})
+	return nil
+}
+
+func (p *TrainerPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (interface{}, error) {
+	return &TrainerClient{client: pb.NewTrainerClient(c)}, nil
+}
+
+// TrainerClient is the host's view of the plugin's trainer.
+type TrainerClient struct{ client pb.TrainerClient }
+
+// trainerServer adapts a Trainer to the generated service.
+type trainerServer struct {
+	pb.UnimplementedTrainerServer
+	impl Trainer
+}
 
 // FinetuneStopGrace is how long the host waits, once its context ends, for
 // the trainer to stop after its current step (or evaluation batch) and
@@ -22,7 +47,7 @@ var FinetuneStopGrace = 2 * time.Minute
 // Finetune streams a fine-tune. Cancelling ctx sends a stop message, so the
 // plugin keeps its checkpoints and the result still comes back (with ctx's
 // error); a plugin that dies meanwhile gives an error wrapping ErrUnavailable.
-func (c *GRPCClient) Finetune(ctx context.Context, req FinetuneRequest, progress func(FinetuneProgress)) (FinetuneResult, error) {
+func (c *TrainerClient) Finetune(ctx context.Context, req FinetuneRequest, progress func(FinetuneProgress)) (FinetuneResult, error) {
 	in := finetuneToPB(req)
 	if n := proto.Size(in); n > MaxMessageBytes {
 		return FinetuneResult{}, fmt.Errorf("%w: the training data take %d bytes, over the %d-byte limit; send fewer pairs or validation candidates", ErrTooLarge, n, MaxMessageBytes)
@@ -81,11 +106,7 @@ func (c *GRPCClient) Finetune(ctx context.Context, req FinetuneRequest, progress
 
 // Finetune runs the plugin's Trainer; a stop message (or the host closing
 // its side) cancels the trainer's context, which stops it gracefully.
-func (s *grpcServer) Finetune(stream pb.Reranker_FinetuneServer) error {
-	t, ok := s.impl.(Trainer)
-	if !ok {
-		return status.Error(codes.Unimplemented, ErrNoTrainer.Error())
-	}
+func (s *trainerServer) Finetune(stream pb.Trainer_FinetuneServer) error {
 	first, err := stream.Recv()
 	if err != nil {
 		return err
@@ -105,7 +126,7 @@ func (s *grpcServer) Finetune(stream pb.Reranker_FinetuneServer) error {
 			}
 		}
 	}()
-	res, err := t.Finetune(ctx, finetuneFromPB(start), func(p FinetuneProgress) {
+	res, err := s.impl.Finetune(ctx, finetuneFromPB(start), func(p FinetuneProgress) {
 		// A failed send means the host is gone; its context ends the training.
 		_ = stream.Send(&pb.FinetuneEvent{Kind: &pb.FinetuneEvent_Progress{Progress: progressToPB(p)}})
 	})

@@ -52,10 +52,7 @@ func main() {
 	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: contract.Handshake,
-		VersionedPlugins: contract.VersionedPlugins(struct {
-			*engine.Engine
-			*train.Service
-		}{e, trainer}),
+		VersionedPlugins: contract.VersionedPlugins(e, trainer),
 		GRPCServer: contract.ServerOptions,
 	})
 }

@@ -1814,13 +1814,14 @@ const file_reranker_proto_rawDesc = "" +
 	"\rFinetuneEvent\x129\n" +
 	"\bprogress\x18\x01 \x01(\v2\x1b.rerank.v1.FinetuneProgressH\x00R\bprogress\x123\n" +
 	"\x06result\x18\x02 \x01(\v2\x19.rerank.v1.FinetuneResultH\x00R\x06resultB\x06\n" +
-	"\x04kind2\xfc\x02\n" +
+	"\x04kind2\xb6\x02\n" +
 	"\bReranker\x12=\n" +
 	"\x06Rerank\x12\x18.rerank.v1.RerankRequest\x1a\x19.rerank.v1.RerankResponse\x124\n" +
 	"\x04Load\x12\x16.rerank.v1.LoadRequest\x1a\x14.rerank.v1.ModelInfo\x12=\n" +
 	"\x06Unload\x12\x18.rerank.v1.UnloadRequest\x1a\x19.rerank.v1.UnloadResponse\x127\n" +
 	"\x04Info\x12\x16.rerank.v1.InfoRequest\x1a\x17.rerank.v1.InfoResponse\x12=\n" +
-	"\x06Health\x12\x18.rerank.v1.HealthRequest\x1a\x19.rerank.v1.HealthResponse\x12D\n" +
+	"\x06Health\x12\x18.rerank.v1.HealthRequest\x1a\x19.rerank.v1.HealthResponse2O\n" +
+	"\aTrainer\x12D\n" +
 	"\bFinetune\x12\x1a.rerank.v1.FinetuneControl\x1a\x18.rerank.v1.FinetuneEvent(\x010\x01B7Z5github.com/rerankloop/rerank/plugin/contract/rerankpbb\x06proto3"
 
 var (
@@ -1883,13 +1884,13 @@ var file_reranker_proto_depIdxs = []int32{
 	6,  // 18: rerank.v1.Reranker.Unload:input_type -> rerank.v1.UnloadRequest
 	8,  // 19: rerank.v1.Reranker.Info:input_type -> rerank.v1.InfoRequest
 	10, // 20: rerank.v1.Reranker.Health:input_type -> rerank.v1.HealthRequest
-	12, // 21: rerank.v1.Reranker.Finetune:input_type -> rerank.v1.FinetuneControl
+	12, // 21: rerank.v1.Trainer.Finetune:input_type -> rerank.v1.FinetuneControl
 	3,  // 22: rerank.v1.Reranker.Rerank:output_type -> rerank.v1.RerankResponse
 	5,  // 23: rerank.v1.Reranker.Load:output_type -> rerank.v1.ModelInfo
 	7,  // 24: rerank.v1.Reranker.Unload:output_type -> rerank.v1.UnloadResponse
 	9,  // 25: rerank.v1.Reranker.Info:output_type -> rerank.v1.InfoResponse
 	11, // 26: rerank.v1.Reranker.Health:output_type -> rerank.v1.HealthResponse
-	21, // 27: rerank.v1.Reranker.Finetune:output_type -> rerank.v1.FinetuneEvent
+	21, // 27: rerank.v1.Trainer.Finetune:output_type -> rerank.v1.FinetuneEvent
 	22, // [22:28] is the sub-list for method output_type
 	16, // [16:22] is the sub-list for method input_type
 	16, // [16:16] is the sub-list for extension type_name
@@ -1918,7 +1919,7 @@ func file_reranker_proto_init() {
 			NumEnums:      0,
 			NumMessages:   23,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_reranker_proto_goTypes,
 		DependencyIndexes: file_reranker_proto_depIdxs,

@@ -22,12 +22,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Reranker_Rerank_FullMethodName   = "/rerank.v1.Reranker/Rerank"
-	Reranker_Load_FullMethodName     = "/rerank.v1.Reranker/Load"
-	Reranker_Unload_FullMethodName   = "/rerank.v1.Reranker/Unload"
-	Reranker_Info_FullMethodName     = "/rerank.v1.Reranker/Info"
-	Reranker_Health_FullMethodName   = "/rerank.v1.Reranker/Health"
-	Reranker_Finetune_FullMethodName = "/rerank.v1.Reranker/Finetune"
+	Reranker_Rerank_FullMethodName = "/rerank.v1.Reranker/Rerank"
+	Reranker_Load_FullMethodName   = "/rerank.v1.Reranker/Load"
+	Reranker_Unload_FullMethodName = "/rerank.v1.Reranker/Unload"
+	Reranker_Info_FullMethodName   = "/rerank.v1.Reranker/Info"
+	Reranker_Health_FullMethodName = "/rerank.v1.Reranker/Health"
 )
 
 // RerankerClient is the client API for Reranker service.
@@ -43,11 +42,6 @@ type RerankerClient interface {
 	// Info lists the loaded models, the serving one first.
 	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoResponse, error)
 	Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error)
-	// Finetune trains a cross-encoder while Rerank keeps serving. The first
-	// client message carries the request; a later stop message asks the
-	// trainer to stop after the current step, keep its checkpoints and answer
-	// with the result. The server streams progress and ends with the result.
-	Finetune(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[FinetuneControl, FinetuneEvent], error)
 }
 
 type rerankerClient struct {
@@ -108,19 +102,6 @@ func (c *rerankerClient) Health(ctx context.Context, in *HealthRequest, opts ...
 	return out, nil
 }
 
-func (c *rerankerClient) Finetune(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[FinetuneControl, FinetuneEvent], error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Reranker_ServiceDesc.Streams[0], Reranker_Finetune_FullMethodName, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	x := &grpc.GenericClientStream[FinetuneControl, FinetuneEvent]{ClientStream: stream}
-	return x, nil
-}
-
-// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Reranker_FinetuneClient = grpc.BidiStreamingClient[FinetuneControl, FinetuneEvent]
-
 // RerankerServer is the server API for Reranker service.
 // All implementations must embed UnimplementedRerankerServer
 // for forward compatibility.
@@ -134,11 +115,6 @@ type RerankerServer interface {
 	// Info lists the loaded models, the serving one first.
 	Info(context.Context, *InfoRequest) (*InfoResponse, error)
 	Health(context.Context, *HealthRequest) (*HealthResponse, error)
-	// Finetune trains a cross-encoder while Rerank keeps serving. The first
-	// client message carries the request; a later stop message asks the
-	// trainer to stop after the current step, keep its checkpoints and answer
-	// with the result. The server streams progress and ends with the result.
-	Finetune(grpc.BidiStreamingServer[FinetuneControl, FinetuneEvent]) error
 	mustEmbedUnimplementedRerankerServer()
 }
 
@@ -163,9 +139,6 @@ func (UnimplementedRerankerServer) Info(context.Context, *InfoRequest) (*InfoRes
 }
 func (UnimplementedRerankerServer) Health(context.Context, *HealthRequest) (*HealthResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Health not implemented")
-}
-func (UnimplementedRerankerServer) Finetune(grpc.BidiStreamingServer[FinetuneControl, FinetuneEvent]) error {
-	return status.Errorf(codes.Unimplemented, "method Finetune not implemented")
 }
 func (UnimplementedRerankerServer) mustEmbedUnimplementedRerankerServer() {}
 func (UnimplementedRerankerServer) testEmbeddedByValue()                  {}
@@ -278,13 +251,6 @@ func _Reranker_Health_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
-func _Reranker_Finetune_Handler(srv interface{}, stream grpc.ServerStream) error {
-	return srv.(RerankerServer).Finetune(&grpc.GenericServerStream[FinetuneControl, FinetuneEvent]{ServerStream: stream})
-}
-
-// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Reranker_FinetuneServer = grpc.BidiStreamingServer[FinetuneControl, FinetuneEvent]
-
 // Reranker_ServiceDesc is the grpc.ServiceDesc for Reranker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -313,10 +279,111 @@ var Reranker_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Reranker_Health_Handler,
 		},
 	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "reranker.proto",
+}
+
+const (
+	Trainer_Finetune_FullMethodName = "/rerank.v1.Trainer/Finetune"
+)
+
+// TrainerClient is the client API for Trainer service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Trainer is the plugin's second entry, beside Reranker in the same process.
+type TrainerClient interface {
+	// Finetune trains a cross-encoder while Rerank keeps serving. The first
+	// client message carries the request; a later stop message asks the
+	// trainer to stop after the current step, keep its checkpoints and answer
+	// with the result. The server streams progress and ends with the result.
+	Finetune(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[FinetuneControl, FinetuneEvent], error)
+}
+
+type trainerClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewTrainerClient(cc grpc.ClientConnInterface) TrainerClient {
+	return &trainerClient{cc}
+}
+
+func (c *trainerClient) Finetune(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[FinetuneControl, FinetuneEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Trainer_ServiceDesc.Streams[0], Trainer_Finetune_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[FinetuneControl, FinetuneEvent]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Trainer_FinetuneClient = grpc.BidiStreamingClient[FinetuneControl, FinetuneEvent]
+
+// TrainerServer is the server API for Trainer service.
+// All implementations must embed UnimplementedTrainerServer
+// for forward compatibility.
+//
+// Trainer is the plugin's second entry, beside Reranker in the same process.
+type TrainerServer interface {
+	// Finetune trains a cross-encoder while Rerank keeps serving. The first
+	// client message carries the request; a later stop message asks the
+	// trainer to stop after the current step, keep its checkpoints and answer
+	// with the result. The server streams progress and ends with the result.
+	Finetune(grpc.BidiStreamingServer[FinetuneControl, FinetuneEvent]) error
+	mustEmbedUnimplementedTrainerServer()
+}
+
+// UnimplementedTrainerServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedTrainerServer struct{}
+
+func (UnimplementedTrainerServer) Finetune(grpc.BidiStreamingServer[FinetuneControl, FinetuneEvent]) error {
+	return status.Errorf(codes.Unimplemented, "method Finetune not implemented")
+}
+func (UnimplementedTrainerServer) mustEmbedUnimplementedTrainerServer() {}
+func (UnimplementedTrainerServer) testEmbeddedByValue()                 {}
+
+// UnsafeTrainerServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to TrainerServer will
+// result in compilation errors.
+type UnsafeTrainerServer interface {
+	mustEmbedUnimplementedTrainerServer()
+}
+
+func RegisterTrainerServer(s grpc.ServiceRegistrar, srv TrainerServer) {
+	// If the following call pancis, it indicates UnimplementedTrainerServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Trainer_ServiceDesc, srv)
+}
+
+func _Trainer_Finetune_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(TrainerServer).Finetune(&grpc.GenericServerStream[FinetuneControl, FinetuneEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Trainer_FinetuneServer = grpc.BidiStreamingServer[FinetuneControl, FinetuneEvent]
+
+// Trainer_ServiceDesc is the grpc.ServiceDesc for Trainer service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Trainer_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "rerank.v1.Trainer",
+	HandlerType: (*TrainerServer)(nil),
+	Methods:     []grpc.MethodDesc{},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "Finetune",
-			Handler:       _Reranker_Finetune_Handler,
+			Handler:       _Trainer_Finetune_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},
