@@ -15,6 +15,7 @@ import (
 	"github.com/rerankloop/rerank/configs"
 	"github.com/rerankloop/rerank/host/clicklog"
 	"github.com/rerankloop/rerank/host/interleave"
+	"github.com/rerankloop/rerank/host/lifecycle"
 	"github.com/rerankloop/rerank/host/pluginclient"
 	"github.com/rerankloop/rerank/host/registry"
 	"github.com/rerankloop/rerank/host/retrain"
@@ -103,7 +104,7 @@ func (h *Host) startLoop(ctx context.Context) error {
 	if h.Index == nil {
 		return errors.New("the retrain loop needs the BM25 index")
 	}
-	v, err := retrain.Bootstrap(h.Registry, cfg.Rerank.ModelPath, logger)
+	v, err := lifecycle.Bootstrap(h.Registry, cfg.Rerank.ModelPath, logger)
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/rerankloop/rerank/finetune/negatives"
 	"github.com/rerankloop/rerank/finetune/trainset"
 	"github.com/rerankloop/rerank/host/interleave"
+	"github.com/rerankloop/rerank/host/lifecycle"
 	"github.com/rerankloop/rerank/host/pluginclient"
 	"github.com/rerankloop/rerank/host/retrain"
 	"github.com/rerankloop/rerank/host/search"
@@ -228,7 +229,7 @@ func runDemo(ctx context.Context, o demoOptions, out, errw io.Writer) error {
 	u, _ := url.Parse(hostURL)
 	admin := &adminClient{base: u, token: cfg.AdminToken, http: &http.Client{Timeout: 10 * time.Minute}}
 
-	var before retrain.Evaluation
+	var before lifecycle.Evaluation
 	if err := d.phase("NDCG@10 of BM25 and the base model on the held-out test queries", func() error {
 		d.say("reranking BM25's top %d of each test query with v1 ...", o.evalDepth)
 		before, err = h.Loop.Evaluate(ctx, "v1")
@@ -275,7 +276,7 @@ func runDemo(ctx context.Context, o demoOptions, out, errw io.Writer) error {
 	}
 	cand := run.Outcome.Candidate
 
-	var exp retrain.ExperimentView
+	var exp lifecycle.ExperimentView
 	if err := d.phase(fmt.Sprintf("interleaving experiment: v1 (control) against %s (treatment)", cand), func() error {
 		exp, err = d.experiment(ctx, admin, hostURL, cand, testQ, testQrels)
 		return err
@@ -486,8 +487,8 @@ func (d *demo) simulate(ctx context.Context, host string, qs []dataset.Query, qr
 // queries, looking at the stopping rule between chunks of searches; the host
 // stops the experiment when the rule has its answer (experiment.auto_stop),
 // else the demo stops it after its last chunk.
-func (d *demo) experiment(ctx context.Context, admin *adminClient, host, cand string, qs []dataset.Query, qrels dataset.Qrels) (retrain.ExperimentView, error) {
-	var v retrain.ExperimentView
+func (d *demo) experiment(ctx context.Context, admin *adminClient, host, cand string, qs []dataset.Query, qrels dataset.Qrels) (lifecycle.ExperimentView, error) {
+	var v lifecycle.ExperimentView
 	var e interleave.Experiment
 	body := map[string]any{"control": "v1", "treatment": cand, "method": "interleave", "traffic": 1.0}
 	if err := admin.call(ctx, http.MethodPost, "/admin/experiments", body, &e); err != nil {
@@ -503,7 +504,7 @@ func (d *demo) experiment(ctx context.Context, admin *adminClient, host, cand st
 		// A search is answered just before its impression commits: give the
 		// tally a moment to hold them all.
 		for wait := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			v = retrain.ExperimentView{} // a stopped experiment's answer has no live tally
+			v = lifecycle.ExperimentView{} // a stopped experiment's answer has no live tally
 			if err := admin.call(ctx, http.MethodGet, "/admin/experiments/"+e.ID, nil, &v); err != nil {
 				return v, err
 			}
@@ -525,7 +526,7 @@ func (d *demo) experiment(ctx context.Context, admin *adminClient, host, cand st
 	}
 	if v.Status == interleave.Running {
 		reason := fmt.Sprintf("the demo's %d searches are done", d.o.expSearches)
-		v = retrain.ExperimentView{}
+		v = lifecycle.ExperimentView{}
 		if err := admin.call(ctx, http.MethodPost, "/admin/experiments/"+e.ID+"/stop", map[string]string{"reason": reason}, &v); err != nil {
 			return v, err
 		}
@@ -534,7 +535,7 @@ func (d *demo) experiment(ctx context.Context, admin *adminClient, host, cand st
 	return v, nil
 }
 
-func (d *demo) summary(before retrain.Evaluation, run retrain.Status, exp retrain.ExperimentView) {
+func (d *demo) summary(before lifecycle.Evaluation, run retrain.Status, exp lifecycle.ExperimentView) {
 	o := run.Outcome
 	dec := o.Decision
 	fmt.Fprintln(d.out)

@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rerankloop/rerank/host/interleave"
-	"github.com/rerankloop/rerank/host/retrain"
+	"github.com/rerankloop/rerank/host/lifecycle"
 )
 
 func init() {
@@ -38,7 +38,7 @@ The host needs admin_token; every subcommand takes --host and --token.`,
 	hf.add(exp.PersistentFlags(), true)
 
 	var (
-		spec     retrain.ExperimentSpec
+		spec     lifecycle.ExperimentSpec
 		method   string
 		minS     int
 		maxS     int
@@ -95,7 +95,7 @@ The host needs admin_token; every subcommand takes --host and --token.`,
 			if err != nil {
 				return err
 			}
-			var v retrain.ExperimentView
+			var v lifecycle.ExperimentView
 			if err := c.call(cmd.Context(), http.MethodGet, "/admin/experiments/"+idOrCurrent(args), nil, &v); err != nil {
 				return err
 			}
@@ -118,7 +118,7 @@ The host needs admin_token; every subcommand takes --host and --token.`,
 			if err != nil {
 				return err
 			}
-			var v retrain.ExperimentView
+			var v lifecycle.ExperimentView
 			if err := c.call(cmd.Context(), http.MethodPost, "/admin/experiments/"+idOrCurrent(args)+"/stop", map[string]string{"reason": reason}, &v); err != nil {
 				return err
 			}
@@ -138,7 +138,7 @@ The host needs admin_token; every subcommand takes --host and --token.`,
 				return err
 			}
 			var all struct {
-				Experiments []retrain.ExperimentView `json:"experiments"`
+				Experiments []lifecycle.ExperimentView `json:"experiments"`
 			}
 			if err := c.call(cmd.Context(), http.MethodGet, "/admin/experiments", nil, &all); err != nil {
 				return err
@@ -172,7 +172,7 @@ func trafficUnit(m interleave.Method) string {
 }
 
 // printExperiment shows an experiment and its tally (live or final).
-func printExperiment(w io.Writer, v retrain.ExperimentView) {
+func printExperiment(w io.Writer, v lifecycle.ExperimentView) {
 	e := v.Experiment
 	fmt.Fprintf(w, "%s (%s): %s, control %s vs treatment %s, %.0f%% of %s, started %s",
 		e.ID, e.Status, e.Method, e.Control, e.Treatment, 100*e.Traffic, trafficUnit(e.Method), e.Started.Local().Format(time.DateTime))

@@ -15,8 +15,8 @@ import (
 
 	"github.com/rerankloop/rerank/configs"
 	"github.com/rerankloop/rerank/host/app"
+	"github.com/rerankloop/rerank/host/lifecycle"
 	"github.com/rerankloop/rerank/host/registry"
-	"github.com/rerankloop/rerank/host/retrain"
 )
 
 func init() {
@@ -90,7 +90,7 @@ func withModels(cmd *cobra.Command, hf hostFlags, fn func([]registry.Version, []
 		if err != nil {
 			return err
 		}
-		var m retrain.Models
+		var m lifecycle.Models
 		if err := c.call(cmd.Context(), http.MethodGet, "/admin/models", nil, &m); err != nil {
 			return err
 		}

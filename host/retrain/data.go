@@ -14,6 +14,7 @@ import (
 	"github.com/rerankloop/rerank/finetune/negatives"
 	"github.com/rerankloop/rerank/finetune/pairs"
 	"github.com/rerankloop/rerank/finetune/trainset"
+	"github.com/rerankloop/rerank/host/lifecycle"
 	"github.com/rerankloop/rerank/host/registry"
 	"github.com/rerankloop/rerank/host/search"
 )
@@ -50,7 +51,7 @@ type prepared struct {
 	data *trainset.Result
 	// heldOut are the click-derived held-out queries for the gate when no
 	// judgments are configured; nil otherwise.
-	heldOut *heldOut
+	heldOut *lifecycle.HeldOut
 	// validation are the trainer's validation queries (judgments configured).
 	validation []pairs.Pair
 }
@@ -59,7 +60,7 @@ type prepared struct {
 // with hard negatives (trainset): click labels from the position-bias model,
 // document texts and hard negatives from the open index, the judged held-out
 // queries excluded, at most retrain.max_pairs pairs.
-func (c *Controller) prepare(ctx context.Context, j *job, dir string, imps []impression.Impression, judged *heldOut) (*prepared, error) {
+func (c *Controller) prepare(ctx context.Context, j *job, dir string, imps []impression.Impression, judged *lifecycle.HeldOut) (*prepared, error) {
 	r := c.cfg.Retrain
 	opt := trainset.Options{
 		Impressions: imps, Docs: c.ix.DocText, Retriever: search.Stage{Index: c.ix},
@@ -68,9 +69,7 @@ func (c *Controller) prepare(ctx context.Context, j *job, dir string, imps []imp
 		Negatives: negatives.Options{Hard: r.HardNegatives, Depth: trainset.DefaultHardDepth},
 	}
 	if judged != nil {
-		for _, q := range judged.pool.Queries {
-			opt.Exclude = append(opt.Exclude, q.Text)
-		}
+		opt.Exclude = judged.QueryTexts()
 	}
 	data, err := trainset.Build(ctx, opt)
 	if err != nil {
@@ -97,7 +96,7 @@ func (c *Controller) prepare(ctx context.Context, j *job, dir string, imps []imp
 // clickHeldOut makes the gate's held-out set from click-derived labels of
 // queries kept out of training: BM25's top eval_depth reranked, judged by
 // the click labels (graded 0-4, or 0/1 for ipw).
-func (c *Controller) clickHeldOut(ctx context.Context, runID string, val []pairs.Pair) (*heldOut, error) {
+func (c *Controller) clickHeldOut(ctx context.Context, runID string, val []pairs.Pair) (*lifecycle.HeldOut, error) {
 	qrels := dataset.Qrels{}
 	var qs []dataset.Query
 	for _, p := range val {
@@ -114,5 +113,5 @@ func (c *Controller) clickHeldOut(ctx context.Context, runID string, val []pairs
 		return nil, err
 	}
 	src := fmt.Sprintf("click-derived labels of %d queries held out from training, BM25's top %d reranked", len(qs), r.EvalDepth)
-	return newHeldOut("clicks\x00"+runID, src, pool, qrels, r.EvalQueries, r.Seed)
+	return lifecycle.NewHeldOut("clicks\x00"+runID, src, pool, qrels, r.EvalQueries, r.Seed)
 }

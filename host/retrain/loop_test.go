@@ -23,6 +23,7 @@ import (
 	"github.com/rerankloop/rerank/finetune/trainset"
 	"github.com/rerankloop/rerank/host/clicklog"
 	"github.com/rerankloop/rerank/host/interleave"
+	"github.com/rerankloop/rerank/host/lifecycle"
 	"github.com/rerankloop/rerank/host/pluginclient"
 	"github.com/rerankloop/rerank/host/registry"
 	"github.com/rerankloop/rerank/host/retrain"
@@ -135,7 +136,7 @@ func startHost(t testing.TB, dir string, cfg configs.Config) *host {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := retrain.Bootstrap(h.reg, tinyBase, nil)
+	v, err := lifecycle.Bootstrap(h.reg, tinyBase, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,7 +396,7 @@ func TestSwapAndRollback(t *testing.T) {
 	if h.servingVersion() != "v1" {
 		t.Fatal("v1 does not serve after the rollback")
 	}
-	var m retrain.Models
+	var m lifecycle.Models
 	h.call(http.MethodGet, "/admin/models", nil, &m)
 	if m.Serving != "v1" || len(m.Versions) != 2 || len(m.Swaps) != 3 {
 		t.Fatalf("GET /admin/models: %+v", m)
@@ -518,7 +519,7 @@ func TestInterleavingPicksTheBetterModel(t *testing.T) {
 	}
 
 	h.simulate("train", 300, 20, 5)
-	var v retrain.ExperimentView
+	var v lifecycle.ExperimentView
 	if code := h.call(http.MethodGet, "/admin/experiments/current", nil, &v); code != http.StatusOK || v.Live == nil {
 		t.Fatalf("status: %d %+v", code, v)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rerankloop/rerank/evalharness/gate"
 	"github.com/rerankloop/rerank/finetune/trainset"
+	"github.com/rerankloop/rerank/host/lifecycle"
 	"github.com/rerankloop/rerank/host/registry"
 	"github.com/rerankloop/rerank/host/search"
 	"github.com/rerankloop/rerank/plugin/checkpoint"
@@ -26,11 +27,6 @@ const (
 	StateFailed    = "failed"
 	StateCancelled = "cancelled"
 )
-
-// candidateModel is the name a candidate is loaded under in the plugin while
-// it is evaluated, and unloaded once judged, so candidates do not pile up in
-// memory. A promoted candidate is loaded again under its version id.
-const candidateModel = "retrain-candidate"
 
 // windowOverlap is how far a run's window reaches back before the end of
 // the serving version's: a search is answered before its impression is
@@ -242,7 +238,7 @@ func (c *Controller) run(ctx context.Context, j *job) (*Outcome, error) {
 		return nil, err
 	}
 	if !ok {
-		return nil, ErrNoServing
+		return nil, lifecycle.ErrNoServing
 	}
 	dir := filepath.Join(c.cfg.ModelsPath(), j.id)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -269,9 +265,9 @@ func (c *Controller) run(ctx context.Context, j *job) (*Outcome, error) {
 	}
 
 	j.phase("data", "building labels with the position-bias click model (%s labels)", r.ClickLabels)
-	var judged *heldOut
+	var judged *lifecycle.HeldOut
 	if r.Judgments != "" {
-		if judged, err = c.evals.judged(ctx, c); err != nil {
+		if judged, err = c.JudgedHeldOut(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -335,11 +331,11 @@ func (c *Controller) run(ctx context.Context, j *job) (*Outcome, error) {
 	}
 	out.HeldOut = held.Source
 	j.phase("evaluate", "evaluating %s against %s on %d held-out queries: %s", cand.ID, serving.ID, held.Queries(), held.Source)
-	if _, err := c.plugin.Load(ctx, contract.LoadRequest{Path: ckpt, Version: candidateModel, CheckpointHash: cand.CheckpointHash}); err != nil {
+	if _, err := c.plugin.Load(ctx, contract.LoadRequest{Path: ckpt, Version: lifecycle.CandidateModel, CheckpointHash: cand.CheckpointHash}); err != nil {
 		return out, fmt.Errorf("loading the candidate beside the serving model: %w", err)
 	}
-	d, m, err := c.judge(ctx, held, cand, candidateModel, &serving)
-	c.unload(ctx, candidateModel)
+	d, m, err := c.Judge(ctx, held, cand, lifecycle.CandidateModel, &serving)
+	c.Unload(ctx, lifecycle.CandidateModel)
 	if err != nil {
 		return out, err
 	}
@@ -370,7 +366,7 @@ func (c *Controller) run(ctx context.Context, j *job) (*Outcome, error) {
 		return out, nil
 	}
 	j.phase("swap", "swapping %s in for %s", cand.ID, serving.ID)
-	if _, err := c.reg.SetServing(cand.ID, d.Reason, c.loader(ctx)); err != nil {
+	if _, err := c.reg.SetServing(cand.ID, d.Reason, c.Loader(ctx)); err != nil {
 		return out, err
 	}
 	out.Swapped, out.Serving = true, cand.ID

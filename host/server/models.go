@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/rerankloop/rerank/host/interleave"
+	"github.com/rerankloop/rerank/host/lifecycle"
 	"github.com/rerankloop/rerank/host/registry"
 	"github.com/rerankloop/rerank/host/retrain"
 	"github.com/rerankloop/rerank/plugin/contract"
@@ -47,7 +48,7 @@ func (s *Server) loopFail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, registry.ErrNotFound), errors.Is(err, interleave.ErrNotFound):
 		code = http.StatusNotFound
 	case errors.Is(err, registry.ErrState), errors.Is(err, registry.ErrNoPrevious), errors.Is(err, retrain.ErrBusy),
-		errors.Is(err, interleave.ErrRunning), errors.Is(err, retrain.ErrNoServing):
+		errors.Is(err, interleave.ErrRunning), errors.Is(err, lifecycle.ErrNoServing):
 		code = http.StatusConflict
 	case errors.Is(err, registry.ErrInvalid):
 		code = http.StatusBadRequest
@@ -183,7 +184,7 @@ func (s *Server) handleExperiments(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if all == nil {
-			all = []retrain.ExperimentView{}
+			all = []lifecycle.ExperimentView{}
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"experiments": all})
 		return
@@ -206,8 +207,8 @@ func (s *Server) handleExperiments(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, e)
 }
 
-func (req experimentRequest) spec(minSearches int, alpha float64, maxSearches int) (retrain.ExperimentSpec, error) {
-	sp := retrain.ExperimentSpec{Control: req.Control, Treatment: req.Treatment, Method: interleave.Method(req.Method), Traffic: defaultTraffic}
+func (req experimentRequest) spec(minSearches int, alpha float64, maxSearches int) (lifecycle.ExperimentSpec, error) {
+	sp := lifecycle.ExperimentSpec{Control: req.Control, Treatment: req.Treatment, Method: interleave.Method(req.Method), Traffic: defaultTraffic}
 	switch {
 	case req.Control == "" || req.Treatment == "":
 		return sp, badRequest("control and treatment are required: the two registered versions to compare")
@@ -275,5 +276,5 @@ func (s *Server) handleExperimentStop(w http.ResponseWriter, r *http.Request) {
 		s.loopFail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, retrain.ExperimentView{Experiment: e})
+	writeJSON(w, http.StatusOK, lifecycle.ExperimentView{Experiment: e})
 }

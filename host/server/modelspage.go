@@ -9,6 +9,7 @@ import (
 
 	"github.com/rerankloop/rerank/evalharness/gate"
 	"github.com/rerankloop/rerank/host/interleave"
+	"github.com/rerankloop/rerank/host/lifecycle"
 	"github.com/rerankloop/rerank/host/registry"
 	"github.com/rerankloop/rerank/host/retrain"
 )
@@ -24,7 +25,7 @@ var modelsPage = template.Must(template.New("models.html").Funcs(template.FuncMa
 		d, _ := v.GateDecision()
 		return d
 	},
-	"result": func(v retrain.ExperimentView) *interleave.Result {
+	"result": func(v lifecycle.ExperimentView) *interleave.Result {
 		if v.Live != nil {
 			return v.Live
 		}
@@ -51,8 +52,8 @@ func (s *Server) handleModelsPage(w http.ResponseWriter, r *http.Request) {
 	slices.Reverse(m.Swaps)
 	slices.Reverse(exps)
 	data := struct {
-		retrain.Models
-		Experiments []retrain.ExperimentView
+		lifecycle.Models
+		Experiments []lifecycle.ExperimentView
 		Retrain     *retrain.Status
 		Now         string
 	}{Models: m, Experiments: exps, Now: time.Now().Format("2006-01-02 15:04:05")}

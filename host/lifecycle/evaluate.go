@@ -1,4 +1,4 @@
-package retrain
+package lifecycle
 
 import (
 	"context"
@@ -22,9 +22,9 @@ import (
 // gateMeasure is what the gate compares.
 var gateMeasure = metrics.Measure{Kind: metrics.NDCG, K: 10}
 
-// heldOut is a set of held-out queries: each query's candidates (BM25's top
+// HeldOut is a set of held-out queries: each query's candidates (BM25's top
 // retrain.eval_depth, or a judgments file's rows) and their labels.
-type heldOut struct {
+type HeldOut struct {
 	// Key names the set in the score cache; Source describes it for people.
 	Key, Source string
 	pool        *runner.Pool
@@ -33,12 +33,21 @@ type heldOut struct {
 }
 
 // Queries is the number of held-out queries.
-func (h *heldOut) Queries() int { return len(h.pool.Queries) }
+func (h *HeldOut) Queries() int { return len(h.pool.Queries) }
 
-// newHeldOut keeps the queries with at least one relevant label (others
+// QueryTexts are the held-out queries' texts, which training must not see.
+func (h *HeldOut) QueryTexts() []string {
+	out := make([]string, len(h.pool.Queries))
+	for i, q := range h.pool.Queries {
+		out[i] = q.Text
+	}
+	return out
+}
+
+// NewHeldOut keeps the queries with at least one relevant label (others
 // cannot tell systems apart), draws at most limit of them by seed, and
 // scores BM25 alone.
-func newHeldOut(key, source string, pool *runner.Pool, qrels dataset.Qrels, limit int, seed uint64) (*heldOut, error) {
+func NewHeldOut(key, source string, pool *runner.Pool, qrels dataset.Qrels, limit int, seed uint64) (*HeldOut, error) {
 	var qs []dataset.Query
 	for _, q := range pool.Queries {
 		for _, g := range qrels[q.ID] {
@@ -62,13 +71,13 @@ func newHeldOut(key, source string, pool *runner.Pool, qrels dataset.Qrels, limi
 		return nil, fmt.Errorf("held-out queries (%s): none has a relevant label", source)
 	}
 	pool.Queries = qs
-	h := &heldOut{Key: key, Source: source, pool: pool, qrels: qrels}
+	h := &HeldOut{Key: key, Source: source, pool: pool, qrels: qrels}
 	var err error
 	h.bm25, err = h.score(pool.Run())
 	return h, err
 }
 
-func (h *heldOut) score(run map[string]map[string]float64) (map[string]float64, error) {
+func (h *HeldOut) score(run map[string]map[string]float64) (map[string]float64, error) {
 	pq, err := metrics.Evaluate(run, h.qrels, gateMeasure)
 	if err != nil {
 		return nil, err
@@ -78,8 +87,8 @@ func (h *heldOut) score(run map[string]map[string]float64) (map[string]float64, 
 
 // judgedHeldOut reads retrain.judgments: a BEIR folder's split reranks BM25's
 // top eval_depth from the host's index, a judgments file its own rows.
-func (c *Controller) judgedHeldOut(ctx context.Context) (*heldOut, error) {
-	r := c.cfg.Retrain
+func (m *Manager) judgedHeldOut(ctx context.Context) (*HeldOut, error) {
+	r := m.cfg.Retrain
 	st, err := os.Stat(r.Judgments)
 	if err != nil {
 		return nil, fmt.Errorf("retrain.judgments: %w", err)
@@ -98,7 +107,7 @@ func (c *Controller) judgedHeldOut(ctx context.Context) (*heldOut, error) {
 		if err != nil {
 			return nil, fmt.Errorf("retrain.judgments: %w", err)
 		}
-		if pool, err = runner.Retrieve(ctx, qs, search.Stage{Index: c.ix}, r.EvalDepth, nil); err != nil {
+		if pool, err = runner.Retrieve(ctx, qs, search.Stage{Index: m.ix}, r.EvalDepth, nil); err != nil {
 			return nil, err
 		}
 		qrels, source = qr, fmt.Sprintf("judged queries of %s (split %s), BM25's top %d reranked", r.Judgments, r.JudgmentsSplit, r.EvalDepth)
@@ -111,7 +120,7 @@ func (c *Controller) judgedHeldOut(ctx context.Context) (*heldOut, error) {
 		source = "judged queries of " + r.Judgments + " (its rows as candidates)"
 	}
 	key := fmt.Sprintf("judged\x00%s\x00%s\x00%d\x00%d", r.Judgments, r.JudgmentsSplit, r.EvalDepth, r.EvalQueries)
-	return newHeldOut(key, source, pool, qrels, r.EvalQueries, r.Seed)
+	return NewHeldOut(key, source, pool, qrels, r.EvalQueries, r.Seed)
 }
 
 // Evaluation is one version's NDCG@10 on the held-out queries, beside BM25's.
@@ -125,26 +134,26 @@ type Evaluation struct {
 
 // Evaluate measures version on the configured judged held-out queries
 // (retrain.judgments); the gate reuses the scores of the same checkpoint.
-func (c *Controller) Evaluate(ctx context.Context, version string) (Evaluation, error) {
-	if c.cfg.Retrain.Judgments == "" {
+func (m *Manager) Evaluate(ctx context.Context, version string) (Evaluation, error) {
+	if m.cfg.Retrain.Judgments == "" {
 		return Evaluation{}, errors.New("no judged held-out queries: set retrain.judgments")
 	}
-	v, err := c.reg.Get(version)
+	v, err := m.reg.Get(version)
 	if err != nil {
 		return Evaluation{}, err
 	}
-	h, err := c.evals.judged(ctx, c)
+	h, err := m.evals.judged(ctx, m)
 	if err != nil {
 		return Evaluation{}, err
 	}
-	model, err := c.scoringModel(ctx, v)
+	model, err := m.scoringModel(ctx, v)
 	if err != nil {
 		return Evaluation{}, err
 	}
-	if model == candidateModel {
-		defer c.unload(ctx, model)
+	if model == CandidateModel {
+		defer m.Unload(ctx, model)
 	}
-	per, err := c.evals.scores(ctx, c, h, v, model)
+	per, err := m.evals.scores(ctx, m, h, v, model)
 	if err != nil {
 		return Evaluation{}, err
 	}
@@ -153,8 +162,8 @@ func (c *Controller) Evaluate(ctx context.Context, version string) (Evaluation, 
 
 // scoringModel is the plugin's name for v: its id when the plugin holds it
 // (serving, or an experiment's arm), else the candidate slot, loaded now.
-func (c *Controller) scoringModel(ctx context.Context, v registry.Version) (string, error) {
-	infos, err := c.plugin.Info(ctx)
+func (m *Manager) scoringModel(ctx context.Context, v registry.Version) (string, error) {
+	infos, err := m.plugin.Info(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -163,17 +172,17 @@ func (c *Controller) scoringModel(ctx context.Context, v registry.Version) (stri
 			return v.ID, nil
 		}
 	}
-	if _, err := c.plugin.Load(ctx, contract.LoadRequest{Path: v.Checkpoint, Version: candidateModel, CheckpointHash: v.CheckpointHash}); err != nil {
+	if _, err := m.plugin.Load(ctx, contract.LoadRequest{Path: v.Checkpoint, Version: CandidateModel, CheckpointHash: v.CheckpointHash}); err != nil {
 		return "", fmt.Errorf("loading version %s to evaluate it: %w", v.ID, err)
 	}
-	return candidateModel, nil
+	return CandidateModel, nil
 }
 
-// unload frees a model the plugin holds for the loop (a candidate, an
+// Unload frees a model the plugin holds for the loop (a candidate, an
 // experiment's arm). A failure costs only memory, so it is logged, not returned.
-func (c *Controller) unload(ctx context.Context, model string) {
-	if err := c.plugin.Unload(ctx, model); err != nil && !errors.Is(err, contract.ErrNoModel) {
-		c.logger.Warn("unloading a model", "model", model, "err", err)
+func (m *Manager) Unload(ctx context.Context, model string) {
+	if err := m.plugin.Unload(ctx, model); err != nil && !errors.Is(err, contract.ErrNoModel) {
+		m.logger.Warn("unloading a model", "model", model, "err", err)
 	}
 }
 
@@ -182,15 +191,19 @@ func (c *Controller) unload(ctx context.Context, model string) {
 // version is scored once however many candidates it meets.
 type evalCache struct {
 	mu        sync.Mutex
-	judgedSet *heldOut
+	judgedSet *HeldOut
 	score     map[string]map[string]float64 // set key + checkpoint hash
 }
 
-func (e *evalCache) judged(ctx context.Context, c *Controller) (*heldOut, error) {
+// JudgedHeldOut is the configured judged held-out set (retrain.judgments),
+// read once.
+func (m *Manager) JudgedHeldOut(ctx context.Context) (*HeldOut, error) { return m.evals.judged(ctx, m) }
+
+func (e *evalCache) judged(ctx context.Context, m *Manager) (*HeldOut, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.judgedSet == nil {
-		h, err := c.judgedHeldOut(ctx)
+		h, err := m.judgedHeldOut(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -202,9 +215,9 @@ func (e *evalCache) judged(ctx context.Context, c *Controller) (*heldOut, error)
 // scores reranks h's candidates with v, loaded in the plugin as model (the
 // serving version under its id; a candidate under its own), unless v's
 // checkpoint was scored on h before.
-func (e *evalCache) scores(ctx context.Context, c *Controller, h *heldOut, v registry.Version, model string) (map[string]float64, error) {
+func (e *evalCache) scores(ctx context.Context, m *Manager, h *HeldOut, v registry.Version, model string) (map[string]float64, error) {
 	// Judged as it would serve: fused with BM25 when the version says so.
-	p, fused := c.Fusion(v.ID)
+	p, fused := m.Fusion(v.ID)
 	key := h.Key + "\x00" + v.CheckpointHash
 	if fused {
 		key += "\x00" + p.String()
@@ -215,7 +228,7 @@ func (e *evalCache) scores(ctx context.Context, c *Controller, h *heldOut, v reg
 	if ok {
 		return got, nil
 	}
-	run, err := runner.Rerank(ctx, h.pool, pluginclient.Scorer{Reranker: c.plugin, Model: model}, v.ID, nil)
+	run, err := runner.Rerank(ctx, h.pool, pluginclient.Scorer{Reranker: m.plugin, Model: model}, v.ID, nil)
 	if err != nil {
 		return nil, fmt.Errorf("scoring version %s: %w", v.ID, err)
 	}
@@ -235,24 +248,24 @@ func (e *evalCache) scores(ctx context.Context, c *Controller, h *heldOut, v reg
 	return per, nil
 }
 
-// judge scores the candidate (loaded as candidateModel) and the serving
-// version on h and applies the gate.
-func (c *Controller) judge(ctx context.Context, h *heldOut, cand registry.Version, candidateModel string, serving *registry.Version) (gate.Decision, map[string]float64, error) {
-	candScores, err := c.evals.scores(ctx, c, h, cand, candidateModel)
+// Judge scores the candidate (loaded in the plugin as model) and the
+// serving version on h and applies the gate.
+func (m *Manager) Judge(ctx context.Context, h *HeldOut, cand registry.Version, model string, serving *registry.Version) (gate.Decision, map[string]float64, error) {
+	candScores, err := m.evals.scores(ctx, m, h, cand, model)
 	if err != nil {
 		return gate.Decision{}, nil, err
 	}
 	var servScores map[string]float64
 	if serving != nil {
-		if servScores, err = c.evals.scores(ctx, c, h, *serving, serving.ID); err != nil {
+		if servScores, err = m.evals.scores(ctx, m, h, *serving, serving.ID); err != nil {
 			return gate.Decision{}, nil, err
 		}
 	}
-	r := c.cfg.Retrain
+	r := m.cfg.Retrain
 	d, err := gate.Decide(candScores, servScores, h.bm25, gate.Policy{Margin: r.GateMargin, Alpha: r.GateAlpha, Seed: r.Seed, BM25Floor: r.GateBM25Floor})
 	if err != nil {
 		return d, nil, err
 	}
-	m := map[string]float64{"ndcg@10": d.CandidateMean, "heldout_queries": float64(d.Queries), "ndcg@10_serving": d.ServingMean, "ndcg@10_bm25": d.BM25Mean}
-	return d, m, nil
+	ms := map[string]float64{"ndcg@10": d.CandidateMean, "heldout_queries": float64(d.Queries), "ndcg@10_serving": d.ServingMean, "ndcg@10_bm25": d.BM25Mean}
+	return d, ms, nil
 }
