@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,6 +65,32 @@ func TestFinetuneCommand(t *testing.T) {
 	stdout, err = evalCLI(t, append(args, "--resume")...)
 	if err != nil || !strings.Contains(stdout, "resuming at step 42 of 42") || !strings.Contains(stdout, "completed 42 steps") {
 		t.Errorf("resuming a finished run: %v\n%s", err, stdout)
+	}
+}
+
+// The guide's minimal fine-tune: a {query, text, label} file and nothing else
+// (no corpus, no index) trains, with random negatives from the file itself.
+func TestMinimalFinetune(t *testing.T) {
+	plugin := buildPlugin(t)
+	var lines []string
+	for q := range 10 {
+		lines = append(lines, fmt.Sprintf(`{"query": "claim %d about vitamins", "text": "Evidence on vitamin %d and bone density.", "label": 1}`, q, q),
+			fmt.Sprintf(`{"query": "claim %d about vitamins", "text": "Unrelated text %d on tides.", "label": 0}`, q, q))
+	}
+	train := filepath.Join(t.TempDir(), "pairs.jsonl")
+	if err := os.WriteFile(train, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "run")
+	stdout, err := evalCLI(t, "finetune", "--model", "../../plugin/testdata/tiny-ce", "--train", train, "--out", out,
+		"--epochs", "1", "--max-length", "32", "--plugin", plugin, "--device", "cpu")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stdout)
+	}
+	for _, want := range []string{"random negatives drawn from the training data's own", "best checkpoint:"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
 	}
 }
 
