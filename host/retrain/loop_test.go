@@ -519,9 +519,16 @@ func TestInterleavingPicksTheBetterModel(t *testing.T) {
 	}
 
 	h.simulate("train", 300, 20, 5)
+	// A search is answered before its impression commits (milliseconds
+	// later), so the tally may lag the last answers briefly.
 	var v lifecycle.ExperimentView
-	if code := h.call(http.MethodGet, "/admin/experiments/current", nil, &v); code != http.StatusOK || v.Live == nil {
-		t.Fatalf("status: %d %+v", code, v)
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if code := h.call(http.MethodGet, "/admin/experiments/current", nil, &v); code != http.StatusOK || v.Live == nil {
+			t.Fatalf("status: %d %+v", code, v)
+		}
+		if v.Live.Interleave.Searches == 301 || time.Now().After(deadline) {
+			break
+		}
 	}
 	il := v.Live.Interleave
 	t.Logf("interleaving: %+v; %s", *il, v.Live.Verdict.Reason)
