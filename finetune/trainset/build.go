@@ -21,6 +21,7 @@ import (
 	"github.com/rerankloop/rerank/evalharness/dataset"
 	"github.com/rerankloop/rerank/evalharness/runner"
 	"github.com/rerankloop/rerank/finetune/clickmodel"
+	"github.com/rerankloop/rerank/finetune/distill"
 	"github.com/rerankloop/rerank/finetune/impression"
 	"github.com/rerankloop/rerank/finetune/negatives"
 	"github.com/rerankloop/rerank/finetune/pairs"
@@ -204,6 +205,21 @@ func Build(ctx context.Context, opt Options) (*Result, error) {
 	}
 	rep.finish(train, val)
 	return &Result{Train: train, Validation: val, Report: rep}, nil
+}
+
+// Distil replaces the training pairs by soft targets from a teacher's
+// scores over the same training queries (see package distill), checks
+// leakage again and records it in the report. The validation pairs, judged
+// by their labels, stay.
+func (r *Result) Distil(train []pairs.Pair, rep *distill.Report) error {
+	lk := pairs.CheckLeakage(train, r.Validation)
+	if !lk.OK {
+		return errors.New(lk.String())
+	}
+	r.Train = train
+	r.Report.Distillation, r.Report.Leakage = rep, lk
+	r.Report.finish(train, r.Validation)
+	return nil
 }
 
 // sources reads each corpus once, when first needed.

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/rerankloop/rerank/finetune/clickmodel"
+	"github.com/rerankloop/rerank/finetune/distill"
 	"github.com/rerankloop/rerank/finetune/negatives"
 	"github.com/rerankloop/rerank/finetune/pairs"
 )
@@ -71,6 +72,8 @@ type Report struct {
 	// SampledFrom is how many training pairs there were before MaxPairs
 	// sampling (0: no sampling).
 	SampledFrom int `json:"sampled_from,omitempty"`
+	// Distillation, when set, replaced the training pairs (see Distil).
+	Distillation *distill.Report `json:"distillation,omitempty"`
 	// Leakage is checked on the final sets, negatives included.
 	Leakage     pairs.Leakage  `json:"leakage"`
 	TrainPairs  int            `json:"train_pairs"`
@@ -81,11 +84,16 @@ type Report struct {
 
 func (r *Report) finish(train, val []pairs.Pair) {
 	r.TrainPairs, r.ValPairs = len(train), len(val)
-	r.TrainLabels = map[string]int{}
-	for _, p := range train {
-		r.TrainLabels[strconv.FormatFloat(p.Label, 'g', -1, 64)]++
+	r.TrainLabels, r.Warnings = nil, nil
+	// A teacher's soft targets replace the labelled pairs the checks and
+	// label counts are about.
+	if r.Distillation == nil {
+		r.TrainLabels = map[string]int{}
+		for _, p := range train {
+			r.TrainLabels[strconv.FormatFloat(p.Label, 'g', -1, 64)]++
+		}
+		r.Warnings = append(r.Warnings, r.Checks.Warnings...)
 	}
-	r.Warnings = append(r.Warnings, r.Checks.Warnings...)
 	if r.ValChecks != nil {
 		for _, w := range r.ValChecks.Warnings {
 			r.Warnings = append(r.Warnings, "validation: "+w)
@@ -136,7 +144,14 @@ func (r *Report) Text() string {
 	if r.SampledFrom > 0 {
 		fmt.Fprintf(&b, "training pairs sampled: %d of %d\n", r.TrainPairs, r.SampledFrom)
 	}
-	fmt.Fprintf(&b, "final: %d training pairs (labels %s), %d validation pairs\n", r.TrainPairs, labelCounts(r.TrainLabels), r.ValPairs)
+	if r.Distillation != nil {
+		b.WriteString(r.Distillation.Text())
+	}
+	labels := "labels " + labelCounts(r.TrainLabels)
+	if r.Distillation != nil {
+		labels = "soft targets from the teacher"
+	}
+	fmt.Fprintf(&b, "final: %d training pairs (%s), %d validation pairs\n", r.TrainPairs, labels, r.ValPairs)
 	fmt.Fprintf(&b, "final %s\n", r.Leakage)
 	for _, w := range r.Warnings {
 		fmt.Fprintf(&b, "WARNING: %s\n", w)

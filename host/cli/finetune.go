@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -36,6 +37,7 @@ type finetuneFlags struct {
 	resume                      bool
 	train                       contract.TrainConfig
 	plugin                      pluginclient.Options
+	teacher                     teacherFlags
 }
 
 func init() {
@@ -55,6 +57,13 @@ Validation reranks each validation query's BM25 top --eval-depth (the index at
 --index, built there from the corpus if missing; a BEIR source brings its
 corpus) and measures NDCG@10 and MRR@10 every --eval-steps and at each epoch's
 end. Without an index, a query's candidates are its judged documents.
+
+--teacher distils instead: the teacher checkpoint (a bi-encoder fused with BM25
+by the fusion.json beside it, or any cross-encoder or bi-encoder) scores each
+training query's BM25 top --teacher-depth and labelled documents, and the
+student learns the softmax of those standardised scores with the listwise
+loss, optionally mixed with the labels (--label-weight). Validation stays on
+the judged labels.
 
 OUT receives checkpoint-<step> folders (the best and the last), a model card
 (README.md) and training_report.json. Ctrl-C stops after the current step and
@@ -90,6 +99,10 @@ keeps a checkpoint; --resume continues from the last one.`,
 	fl.IntVar(&f.evalDepth, "eval-depth", 100, "BM25 candidates reranked per validation query")
 	fl.IntVar(&f.evalQueries, "eval-queries", 0, "validate on at most this many validation queries, drawn by the seed (0: all)")
 	fl.BoolVar(&f.resume, "resume", false, "continue the run in --out from its last checkpoint")
+	fl.StringVar(&f.teacher.path, "teacher", "", "distil from this checkpoint's scores (fused with BM25 when it has a fusion.json)")
+	fl.IntVar(&f.teacher.depth, "teacher-depth", 20, "BM25 candidates per training query the teacher scores")
+	fl.Float64Var(&f.teacher.opt.Temperature, "teacher-temperature", 1, "divides the teacher's standardised scores before the softmax (lower: sharper)")
+	fl.Float64Var(&f.teacher.opt.LabelWeight, "label-weight", 0, "share of the target taken from the labels (0: the teacher alone)")
 
 	t := &f.train
 	fl.IntVar(&t.Epochs, "epochs", 2, "passes over the training pairs (1-3 recommended)")
@@ -125,6 +138,13 @@ func runFinetune(ctx context.Context, f finetuneFlags, stdout, stderr io.Writer)
 		return fmt.Errorf("--eval-depth must be at least 1, got %d", f.evalDepth)
 	}
 	var err error
+	if f.teacher.path != "" {
+		if err := checkTeacherLoss(&f.train); err != nil {
+			return err
+		}
+		// The teacher's candidates replace mined negatives.
+		f.data.Negatives.Hard, f.data.Negatives.Random = 0, 0
+	}
 	if f.data.Scale, err = pairs.ParseScale(f.scale); err != nil {
 		return err
 	}
@@ -147,7 +167,10 @@ func runFinetune(ctx context.Context, f finetuneFlags, stdout, stderr io.Writer)
 	// A resumed run trains on exactly the data of the first one: they are
 	// read back, not rebuilt (the index or the logs may have changed since).
 	reqPath := filepath.Join(f.out, "data", requestFile)
-	var req contract.FinetuneRequest
+	var (
+		req    contract.FinetuneRequest
+		client *pluginclient.Client // started early when the teacher scores
+	)
 	if f.resume {
 		if req, err = readFinetuneRequest(reqPath); err != nil {
 			return fmt.Errorf("--resume reads the data the first run prepared: %w", err)
@@ -158,7 +181,7 @@ func runFinetune(ctx context.Context, f finetuneFlags, stdout, stderr io.Writer)
 		if old, _ := filepath.Glob(filepath.Join(f.out, "checkpoint-*")); len(old) > 0 {
 			return fmt.Errorf("%s already holds a training run (%s): continue it with --resume or choose another --out", f.out, filepath.Base(old[0]))
 		}
-		if req, err = prepareFinetune(ctx, f, stdout, stderr); err != nil {
+		if req, client, err = prepareFinetune(ctx, f, stdout, stderr); err != nil {
 			return err
 		}
 		if err := writeFileWith(reqPath, func(w io.Writer) error { return json.NewEncoder(w).Encode(req) }); err != nil {
@@ -166,9 +189,10 @@ func runFinetune(ctx context.Context, f finetuneFlags, stdout, stderr io.Writer)
 		}
 	}
 
-	client, err := pluginclient.Start(ctx, f.plugin)
-	if err != nil {
-		return err
+	if client == nil {
+		if client, err = pluginclient.Start(ctx, f.plugin); err != nil {
+			return err
+		}
 	}
 	defer client.Close()
 	p := newFinetuneProgress(stdout, stderr)
@@ -209,18 +233,25 @@ func readFinetuneRequest(path string) (contract.FinetuneRequest, error) {
 }
 
 // prepareFinetune builds, checks and reports the training data (written to
-// OUT/data) and the validation candidates.
-func prepareFinetune(ctx context.Context, f finetuneFlags, stdout, stderr io.Writer) (contract.FinetuneRequest, error) {
+// OUT/data) and the validation candidates; with --teacher it starts the
+// plugin to score the candidates and returns it for the training.
+func prepareFinetune(ctx context.Context, f finetuneFlags, stdout, stderr io.Writer) (req contract.FinetuneRequest, client *pluginclient.Client, err error) {
+	defer func() {
+		if err != nil && client != nil {
+			client.Close()
+			client = nil
+		}
+	}()
 	indexDir, cleanup, err := finetuneIndex(ctx, &f, stdout, stderr)
 	if err != nil {
-		return contract.FinetuneRequest{}, err
+		return req, nil, err
 	}
 	defer cleanup()
 	// The index, opened here by path, is what the data's sources read.
 	var idx *search.Index
 	if indexDir != "" {
 		if idx, err = search.Open(indexDir); err != nil {
-			return contract.FinetuneRequest{}, err
+			return req, nil, err
 		}
 		defer idx.Close()
 		f.data.Retriever, f.data.Docs = search.Stage{Index: idx}, idx.DocText
@@ -230,13 +261,22 @@ func prepareFinetune(ctx context.Context, f finetuneFlags, stdout, stderr io.Wri
 	}
 	data, err := trainset.Build(ctx, f.data)
 	if err != nil {
-		return contract.FinetuneRequest{}, err
+		return req, nil, err
+	}
+	if f.teacher.path != "" {
+		if client, err = pluginclient.Start(ctx, f.plugin); err != nil {
+			return req, nil, err
+		}
+		if err := distil(ctx, f.teacher, data, idx, client, stdout); err != nil {
+			return req, client, err
+		}
 	}
 	fmt.Fprint(stdout, data.Report.Text())
 	if err := data.WriteDir(filepath.Join(f.out, "data")); err != nil {
-		return contract.FinetuneRequest{}, err
+		return req, client, err
 	}
-	return finetuneRequest(ctx, f, data, idx, stdout)
+	req, err = finetuneRequest(ctx, f, data, idx, stdout)
+	return req, client, err
 }
 
 // finetuneIndex finds the BM25 index for hard negatives, click-log texts and
@@ -335,6 +375,9 @@ func dataSource(f finetuneFlags, r *trainset.Report) string {
 	}
 	if n := r.Negatives; n != nil {
 		s += fmt.Sprintf("; negatives: %d hard from BM25's top %d, %d random", n.Hard, n.Depth, n.Random)
+	}
+	if d := r.Distillation; d != nil {
+		s += "; " + strings.TrimSuffix(d.Text(), "\n")
 	}
 	return s
 }
