@@ -108,7 +108,10 @@ func distil(ctx context.Context, tf teacherFlags, data *trainset.Result, idx *se
 	}
 	fmt.Fprintf(stdout, "the teacher scores %d training queries' candidates ...\n", len(order))
 	qs := make([]distill.Query, 0, len(order))
-	for _, k := range order {
+	for i, k := range order {
+		if i > 0 && i%100 == 0 {
+			fmt.Fprintf(stdout, "the teacher scored %d of %d queries\n", i, len(order))
+		}
 		ps := byQuery[k]
 		cands, err := teacherCandidates(ctx, stage, tf.depth, ps)
 		if err != nil {
