@@ -255,6 +255,7 @@ func (c *Client) supervise() {
 	tick := time.NewTicker(c.opts.Poll)
 	defer tick.Stop()
 	failures, lastProbe := 0, time.Now()
+	var cpu busyMeter
 	for {
 		select {
 		case <-c.stop:
@@ -267,7 +268,10 @@ func (c *Client) supervise() {
 		c.mu.RUnlock()
 		if !exited && rpc != nil && time.Since(lastProbe) >= c.opts.Probe {
 			lastProbe = time.Now()
-			if failures = c.probe(rpc, failures); failures >= c.opts.ProbeFailures {
+			if rc := proc.ReattachConfig(); rc != nil {
+				cpu.watch(rc.Pid)
+			}
+			if failures = c.probe(rpc, failures, &cpu); failures >= c.opts.ProbeFailures {
 				c.opts.Log.Error("reranker plugin does not answer its health probe; killing it", "failures", failures, "timeout", c.opts.ProbeTimeout)
 				// go-plugin's Kill first asks the plugin to shut down, an RPC
 				// that a hung process never answers: kill the process itself.
@@ -305,14 +309,56 @@ func (c *Client) supervise() {
 }
 
 // probe asks the plugin for its health and returns the failures in a row.
-func (c *Client) probe(rpc contract.Reranker, failures int) int {
+// A probe that times out while the process keeps using CPU does not count:
+// on an overloaded machine a busy plugin answers late, and killing it would
+// lose its work (a fine-tune, say) for nothing. A hung process (stopped, or
+// deadlocked) uses none.
+func (c *Client) probe(rpc contract.Reranker, failures int, cpu *busyMeter) int {
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.ProbeTimeout)
 	defer cancel()
-	if err := rpc.Health(ctx); err != nil {
-		c.opts.Log.Warn("reranker plugin health probe failed", "err", err)
-		return failures + 1
+	err := rpc.Health(ctx)
+	busy := cpu.busy()
+	switch {
+	case err == nil:
+		return 0
+	case busy:
+		c.opts.Log.Warn("reranker plugin health probe failed while the plugin is using CPU: busy, not hung", "err", err)
+		return failures
 	}
-	return 0
+	c.opts.Log.Warn("reranker plugin health probe failed", "err", err)
+	return failures + 1
+}
+
+// minBusyTicks is the CPU time (clock ticks, 10 ms on Linux) a process must
+// use between two probes to count as working; an idle or stopped Go process
+// uses less.
+const minBusyTicks = 5
+
+// busyMeter says whether a process used CPU since the last look.
+type busyMeter struct {
+	pid  int
+	last uint64
+	seen bool
+}
+
+// watch points the meter at pid, forgetting another process's count.
+func (m *busyMeter) watch(pid int) {
+	if m.pid != pid {
+		*m = busyMeter{pid: pid}
+	}
+}
+
+// busy reports whether the process used at least minBusyTicks of CPU since
+// the previous call; false on the first call and where /proc is not read.
+func (m *busyMeter) busy() bool {
+	now, ok := cpuTicks(m.pid)
+	if !ok {
+		m.seen = false
+		return false
+	}
+	busy := m.seen && now >= m.last+minBusyTicks
+	m.last, m.seen = now, true
+	return busy
 }
 
 // restart launches a new process, replays the model loads, and only then
