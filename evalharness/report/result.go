@@ -7,7 +7,10 @@ package report
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
+	"slices"
+	"time"
 
 	"github.com/rerankloop/rerank/evalharness/compare"
 	"github.com/rerankloop/rerank/evalharness/dataset"
@@ -56,8 +59,37 @@ type Result struct {
 	Measures    []string     `json:"measures"`
 	Systems     []System     `json:"systems"`
 	Comparisons []Comparison `json:"comparisons"`
+	// Latency is each stage's time per query, measured in this run.
+	Latency []Latency `json:"latency,omitempty"`
 
 	qrels dataset.Qrels // for score distributions by relevance
+}
+
+// Latency is one stage's time per query: mean, median and 99th percentile
+// (nearest rank), in milliseconds.
+type Latency struct {
+	Stage   string  `json:"stage"`
+	Queries int     `json:"queries"`
+	MeanMS  float64 `json:"mean_ms"`
+	P50MS   float64 `json:"p50_ms"`
+	P99MS   float64 `json:"p99_ms"`
+}
+
+// Latencies summarises a stage's per-query times.
+func Latencies(stage string, took []time.Duration) Latency {
+	l := Latency{Stage: stage, Queries: len(took)}
+	if len(took) == 0 {
+		return l
+	}
+	ms := make([]float64, len(took))
+	for i, d := range took {
+		ms[i] = float64(d.Microseconds()) / 1000
+		l.MeanMS += ms[i] / float64(len(ms))
+	}
+	slices.Sort(ms)
+	rank := func(p float64) float64 { return ms[max(0, int(math.Ceil(p*float64(len(ms))))-1)] }
+	l.P50MS, l.P99MS = rank(0.5), rank(0.99)
+	return l
 }
 
 // Meta describes what was evaluated.
