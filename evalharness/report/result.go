@@ -23,6 +23,7 @@ const (
 	FirstStage = "first_stage" // BM25, or a flat file's own order
 	Baseline   = "baseline"    // --baseline-model
 	Candidate  = "candidate"   // --model
+	Cascade    = "cascade"     // --cascade-model on the candidate's top
 	// ModelAlone suffixes the role of a fused model's own ranking, reported
 	// beside the fused one (which keeps the plain role the gate reads).
 	ModelAlone = "_model"
@@ -100,7 +101,8 @@ type Meta struct {
 
 // Compute evaluates systems (the first one being the first stage) with the
 // default measures plus primary, and compares each later system with the
-// first, and the candidate with the baseline when both are present.
+// first, the candidate with the baseline and the cascade with the candidate
+// when both are present.
 func Compute(meta Meta, qrels dataset.Qrels, systems []System, primary string, opt compare.Options) (*Result, error) {
 	if len(systems) == 0 {
 		return nil, fmt.Errorf("report: no system to evaluate")
@@ -153,11 +155,14 @@ func Compute(meta Meta, qrels dataset.Qrels, systems []System, primary string, o
 			return nil, err
 		}
 	}
-	b, okB := r.System(Baseline)
-	c, okC := r.System(Candidate)
-	if okB && okC {
-		if err := pair(*b, *c); err != nil {
-			return nil, err
+	// The candidate against the baseline, and the cascade against the stage it follows.
+	for _, p := range [][2]string{{Baseline, Candidate}, {Candidate, Cascade}} {
+		b, okB := r.System(p[0])
+		c, okC := r.System(p[1])
+		if okB && okC {
+			if err := pair(*b, *c); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return r, nil

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"sort"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -150,7 +149,8 @@ func score(ctx context.Context, s Scorer, q dataset.Query, cands []Candidate, la
 }
 
 // Cascade is the next stage after prev (a run over p's candidates): each
-// query's top k in prev's order (ties in first-stage order) rescored by s and
+// query's top k in prev's order (trec.Ranked's, which the measures see)
+// rescored by s and
 // ordered by cascade.Order, the rest kept below them in prev's order. The
 // run's scores are ranks (n for the first of n, down to 1), so that it
 // ranks exactly in that order.
@@ -162,8 +162,7 @@ func Cascade(ctx context.Context, p *Pool, prev trec.Run, s Scorer, k int, label
 	bar := newBar(progress, len(p.Queries), label)
 	defer bar.Finish()
 	for _, q := range p.Queries {
-		cands := append([]Candidate(nil), p.Candidates[q.ID]...)
-		sort.SliceStable(cands, func(a, b int) bool { return prev[q.ID][cands[a].ID] > prev[q.ID][cands[b].ID] })
+		cands := prevOrder(p.Candidates[q.ID], prev[q.ID])
 		top := cascade.Top(len(cands), k)
 		if top > 0 {
 			scores, err := score(ctx, s, q, cands[:top], label)
@@ -182,6 +181,28 @@ func Cascade(ctx context.Context, p *Pool, prev trec.Run, s Scorer, k int, label
 		bar.Add(1)
 	}
 	return run, nil
+}
+
+// prevOrder is cands in the order of their scores in prev (trec.Ranked),
+// those prev lacks last in first-stage order.
+func prevOrder(cands []Candidate, prev map[string]float64) []Candidate {
+	byID := make(map[string]Candidate, len(cands))
+	for _, c := range cands {
+		byID[c.ID] = c
+	}
+	out := make([]Candidate, 0, len(cands))
+	for _, id := range trec.Ranked(prev) {
+		if c, ok := byID[id]; ok {
+			out = append(out, c)
+			delete(byID, id)
+		}
+	}
+	for _, c := range cands {
+		if _, ok := byID[c.ID]; ok {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // TimedScorer is a Scorer that appends the duration of each Score call to

@@ -156,7 +156,9 @@ func TestCascade(t *testing.T) {
 	ctx := context.Background()
 	qs := []dataset.Query{{ID: "1", Text: "q"}, {ID: "2", Text: "none"}}
 	pool := &Pool{Queries: qs, Candidates: map[string][]Candidate{"1": {{ID: "a"}, {ID: "b"}, {ID: "c"}, {ID: "d"}}}}
-	// The previous stage orders d, c, b, a (c and b tie: first-stage order, b first).
+	// The previous stage orders d, c, b, a (c and b tie: trec.Ranked puts c
+	// first, as the measures do); it lacks e, which comes last.
+	pool.Candidates["1"] = append(pool.Candidates["1"], Candidate{ID: "e"})
 	prev := trec.Run{"1": {"a": 1, "b": 2, "c": 2, "d": 3}, "2": {}}
 	var took []time.Duration
 	s := TimedScorer{Scorer: byID{"a": 9, "b": 1, "c": 5, "d": 2}, Took: &took}
@@ -164,10 +166,10 @@ func TestCascade(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The top 2 (d, b) reordered by the cascade's scores: b 1 < d 2; c and a
-	// stay below them although the cascade would have liked a.
-	if got := trec.Ranked(run["1"]); !slices.Equal(got, []string{"d", "b", "c", "a"}) {
-		t.Errorf("cascade order %v, want [d b c a]", got)
+	// The top 2 (d, c) reordered by the cascade's scores: c 5 > d 2; b and a
+	// stay below them although the cascade would have liked a best.
+	if got := trec.Ranked(run["1"]); !slices.Equal(got, []string{"c", "d", "b", "a", "e"}) {
+		t.Errorf("cascade order %v, want [c d b a e]", got)
 	}
 	if _, ok := run["2"]; !ok {
 		t.Error("query without candidates missing from the cascade run")
@@ -180,8 +182,8 @@ func TestCascade(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := trec.Ranked(run["1"]); !slices.Equal(got, []string{"a", "c", "d", "b"}) {
-		t.Errorf("cascade over all %v, want [a c d b]", got)
+	if got := trec.Ranked(run["1"]); !slices.Equal(got, []string{"a", "c", "d", "b", "e"}) {
+		t.Errorf("cascade over all %v, want [a c d b e]", got)
 	}
 	if _, err := Cascade(ctx, pool, prev, s, 0, "cascade", nil); err == nil {
 		t.Error("depth 0: no error")
