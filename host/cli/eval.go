@@ -127,6 +127,7 @@ each stage measured in the run (mean, p50, p99) follows the table.`,
 	fl.BoolVar(&f.saveFusion, "save-fusion", false, "write the fitted fusion to fusion.json beside the checkpoint(s)")
 	fl.StringVar(&f.cascadeModel, "cascade-model", "", "checkpoint folder of a next stage (a cross-encoder) that reranks the top --cascade-top of --model's order")
 	fl.IntVar(&f.cascadeTop, "cascade-top", 20, "how many of --model's top candidates --cascade-model reranks")
+	fl.StringVar(&f.plugin.EmbeddingCache, "embedding-cache", "", "folder of bi-encoders' document embeddings, kept for later runs (default: a temporary one: every run embeds afresh)")
 	pluginFlags(fl, &f.plugin)
 	rootCmd.AddCommand(cmd)
 }

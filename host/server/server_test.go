@@ -114,6 +114,7 @@ type setup struct {
 	noLog    bool
 	config   func(*configs.Config)
 	fusion   func(version string) (fusion.Params, bool)
+	cascade  string // the cascade model's name (Options.Cascade)
 }
 
 func start(t testing.TB, s setup) *env {
@@ -135,7 +136,7 @@ func start(t testing.TB, s setup) *env {
 			t.Fatal(err)
 		}
 	}
-	srv, err := New(Options{Index: s.ix, Reranker: s.reranker, Log: store, Config: cfg, Metrics: m, Fusion: s.fusion})
+	srv, err := New(Options{Index: s.ix, Reranker: s.reranker, Log: store, Config: cfg, Metrics: m, Fusion: s.fusion, Cascade: s.cascade})
 	if err != nil {
 		t.Fatal(err)
 	}
