@@ -29,10 +29,8 @@ func (c *cascadeReranker) Rerank(ctx context.Context, req contract.RerankRequest
 	if req.Model != cascadeName {
 		return c.overlapReranker.Rerank(ctx, req)
 	}
-	select {
-	case <-time.After(c.delay):
-	case <-ctx.Done():
-		return contract.RerankResponse{}, ctx.Err()
+	if err := wait(ctx, c.delay); err != nil {
+		return contract.RerankResponse{}, err
 	}
 	if c.err != nil {
 		return contract.RerankResponse{}, c.err

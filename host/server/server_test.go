@@ -233,12 +233,8 @@ func overlapScore(query, text string) float32 {
 }
 
 func (o *overlapReranker) Rerank(ctx context.Context, req contract.RerankRequest) (contract.RerankResponse, error) {
-	if o.delay > 0 {
-		select {
-		case <-time.After(o.delay):
-		case <-ctx.Done():
-			return contract.RerankResponse{}, ctx.Err()
-		}
+	if err := wait(ctx, o.delay); err != nil {
+		return contract.RerankResponse{}, err
 	}
 	if o.err != nil {
 		return contract.RerankResponse{}, o.err
@@ -266,6 +262,16 @@ func (o *overlapReranker) Rerank(ctx context.Context, req contract.RerankRequest
 		res.Scores = res.Scores[1:]
 	}
 	return res, nil
+}
+
+// wait waits d, or less if ctx ends first (its error).
+func wait(ctx context.Context, d time.Duration) error {
+	select {
+	case <-time.After(d):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (o *overlapReranker) Load(context.Context, contract.LoadRequest) (contract.ModelInfo, error) {
