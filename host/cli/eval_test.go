@@ -208,10 +208,14 @@ func TestEvalCascade(t *testing.T) {
 	const depth, top = 20, 5
 	args := []string{"eval", "--dataset", scifactSample, "--index", index, "--model", bi, "--fuse", "0.5", "--depth", strconv.Itoa(depth),
 		"--cascade-model", "../../plugin/testdata/tiny-ce", "--cascade-top", strconv.Itoa(top),
-		"--plugin", plugin, "--device", "cpu", "--max-length", "64", "--runs", runs}
+		"--plugin", plugin, "--device", "cpu", "--max-length", "64", "--runs", runs, "--embedding-cache", filepath.Join(dir, "emb")}
 	out, err := evalCLI(t, append(args, "--json")...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The bi-encoder's document embeddings are kept for later runs.
+	if kept, _ := filepath.Glob(filepath.Join(dir, "emb", "*.emb")); len(kept) != 1 {
+		t.Errorf("--embedding-cache holds %v, want one model's file", kept)
 	}
 	var res report.Result
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
