@@ -2,6 +2,10 @@ package app
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -12,6 +16,7 @@ import (
 	"github.com/rerankloop/rerank/configs"
 	"github.com/rerankloop/rerank/evalharness/dataset"
 	"github.com/rerankloop/rerank/host/search"
+	"github.com/rerankloop/rerank/host/server"
 	"github.com/rerankloop/rerank/plugin/checkpoint"
 	"github.com/rerankloop/rerank/plugin/contract"
 )
@@ -81,6 +86,21 @@ func TestCascadeModelLoadsAndSurvivesARestart(t *testing.T) {
 	if res, err := h.Plugin.Rerank(ctx, req); err != nil || res.ModelVersion != CascadeModel {
 		t.Fatalf("cascade rerank: %+v, %v", res, err)
 	}
+	// Searches through the real plugin: the cascade reorders the top 5, or,
+	// past a timeout it cannot meet, the search says so and keeps the order.
+	for _, tc := range []struct {
+		timeout  time.Duration
+		fallback string
+	}{{time.Minute, ""}, {time.Microsecond, "deadline"}} {
+		c := cfg
+		c.Rerank.Window, c.Rerank.Deadline, c.Rerank.Cascade.Top, c.Rerank.Cascade.Timeout = 10, time.Minute, 5, tc.timeout
+		res := searchOnce(t, h, c, "aspirin reduces the risk of heart attacks")
+		want := server.SearchCascade{Model: CascadeModel, Top: 5, Applied: tc.fallback == "", Fallback: tc.fallback}
+		if !res.Reranked || res.Cascade == nil || *res.Cascade != want || (res.Hits[0].CascadeScore != nil) != want.Applied {
+			t.Fatalf("timeout %s: reranked %v, cascade %+v, first hit %+v; want %+v", tc.timeout, res.Reranked, res.Cascade, res.Hits[0], want)
+		}
+	}
+
 	pid := h.Plugin.PID()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -98,6 +118,27 @@ func TestCascadeModelLoadsAndSurvivesARestart(t *testing.T) {
 	if res, err := h.Plugin.Rerank(ctx, contract.RerankRequest{Query: "aspirin", Documents: req.Documents}); err != nil || res.ModelVersion == CascadeModel {
 		t.Fatalf("the serving model after a restart: %+v, %v", res, err)
 	}
+}
+
+// searchOnce asks a server over h's index and plugin, configured by cfg, for query.
+func searchOnce(t *testing.T, h *Host, cfg configs.Config, query string) server.SearchResponse {
+	t.Helper()
+	srv, err := server.New(server.Options{Index: h.Index, Reranker: h.Plugin, Config: cfg, Cascade: h.Cascade})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	resp, err := http.Get(hs.URL + "/search?" + url.Values{"q": {query}}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var res server.SearchResponse
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil || resp.StatusCode != http.StatusOK || len(res.Hits) == 0 {
+		t.Fatalf("search: status %d, %+v, %v", resp.StatusCode, res, err)
+	}
+	return res
 }
 
 // A cascade checkpoint that is not there stops the start, naming the key.
