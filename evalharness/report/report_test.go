@@ -188,4 +188,11 @@ func TestLatencies(t *testing.T) {
 	if !strings.Contains(b.String(), "latency per query") || !strings.Contains(b.String(), "cascade") {
 		t.Errorf("table without the latency rows:\n%s", b.String())
 	}
+	var page bytes.Buffer
+	if err := r.WriteHTML(&page); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(page.String(), "<td>cascade</td><td>1</td>") {
+		t.Errorf("HTML report without the latency rows")
+	}
 }
