@@ -95,6 +95,16 @@ type Rerank struct {
 	MaxLength    int           `mapstructure:"max_length"`
 	Threads      int           `mapstructure:"threads"`
 	Device       string        `mapstructure:"device"`
+	Cascade      Cascade       `mapstructure:"cascade"`
+}
+
+// Cascade is a next stage after the serving model: another model (a
+// cross-encoder after a fused bi-encoder) reorders the top Top of its order
+// within Timeout, else the search keeps the previous order.
+type Cascade struct {
+	ModelPath string        `mapstructure:"model_path"`
+	Top       int           `mapstructure:"top"`
+	Timeout   time.Duration `mapstructure:"timeout"`
 }
 
 // Retrain sets the closed loop: when the host retrains its reranker from its
@@ -339,6 +349,7 @@ func (c Config) validate() error {
 	}{
 		{"http.read_timeout", c.HTTP.ReadTimeout}, {"http.write_timeout", c.HTTP.WriteTimeout},
 		{"http.shutdown_timeout", c.HTTP.ShutdownTimeout}, {"rerank.deadline", c.Rerank.Deadline},
+		{"rerank.cascade.timeout", c.Rerank.Cascade.Timeout},
 	} {
 		if d.d <= 0 {
 			bad(d.key, "want a positive duration, got %s", d.d)
@@ -390,6 +401,12 @@ func (c Config) validate() error {
 	case "auto", "cpu", "cuda":
 	default:
 		bad("rerank.device", "want auto, cpu or cuda, got %q", r.Device)
+	}
+	if r.Cascade.Top < 1 {
+		bad("rerank.cascade.top", "want at least 1, got %d", r.Cascade.Top)
+	}
+	if r.Cascade.ModelPath != "" && r.ModelPath == "" {
+		bad("rerank.cascade.model_path", "the cascade reranks the serving model's order: it needs rerank.model_path too")
 	}
 	c.Retrain.validate(bad)
 	x := c.Experiment

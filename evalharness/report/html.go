@@ -65,6 +65,14 @@ td:first-child,th:first-child{text-align:left}
 		fmt.Fprintf(&b, "</table>\n<p class=note>%d resamples, seed %d.</p>\n", r.Comparisons[0].Resamples, r.Comparisons[0].Seed)
 	}
 
+	if len(r.Latency) > 0 {
+		b.WriteString("<h2>Time per query (this run)</h2>\n<table><tr><th>stage</th><th>queries</th><th>mean ms</th><th>p50 ms</th><th>p99 ms</th></tr>\n")
+		for _, l := range r.Latency {
+			fmt.Fprintf(&b, "<tr><td>%s</td><td>%d</td><td>%.1f</td><td>%.1f</td><td>%.1f</td></tr>\n", esc(l.Stage), l.Queries, l.MeanMS, l.P50MS, l.P99MS)
+		}
+		b.WriteString("</table>\n")
+	}
+
 	if m := r.Main(); m != nil {
 		base, _ := r.System(m.Base)
 		cand, _ := r.System(m.Candidate)

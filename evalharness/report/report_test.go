@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rerankloop/rerank/evalharness/compare"
 	"github.com/rerankloop/rerank/evalharness/dataset"
@@ -164,5 +165,34 @@ func TestLoadErrors(t *testing.T) {
 	}
 	if _, err := Load(filepath.Join(dir, "absent.json")); err == nil {
 		t.Error("absent file: want an error")
+	}
+}
+
+func TestLatencies(t *testing.T) {
+	var took []time.Duration
+	for i := 1; i <= 200; i++ {
+		took = append(took, time.Duration(i)*time.Millisecond)
+	}
+	l := Latencies("bm25", took)
+	if l.Queries != 200 || l.MeanMS != 100.5 || l.P50MS != 100 || l.P99MS != 198 {
+		t.Errorf("%+v, want 200 queries, mean 100.5, p50 100, p99 198", l)
+	}
+	if l := Latencies("none", nil); l.Queries != 0 || l.MeanMS != 0 {
+		t.Errorf("no times: %+v", l)
+	}
+	r := &Result{Dataset: "d", Latency: []Latency{l, Latencies("cascade", took[:1])}}
+	var b strings.Builder
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "latency per query") || !strings.Contains(b.String(), "cascade") {
+		t.Errorf("table without the latency rows:\n%s", b.String())
+	}
+	var page bytes.Buffer
+	if err := r.WriteHTML(&page); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(page.String(), "<td>cascade</td><td>1</td>") {
+		t.Errorf("HTML report without the latency rows")
 	}
 }

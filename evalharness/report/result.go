@@ -7,7 +7,10 @@ package report
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
+	"slices"
+	"time"
 
 	"github.com/rerankloop/rerank/evalharness/compare"
 	"github.com/rerankloop/rerank/evalharness/dataset"
@@ -20,6 +23,7 @@ const (
 	FirstStage = "first_stage" // BM25, or a flat file's own order
 	Baseline   = "baseline"    // --baseline-model
 	Candidate  = "candidate"   // --model
+	Cascade    = "cascade"     // --cascade-model on the candidate's top
 	// ModelAlone suffixes the role of a fused model's own ranking, reported
 	// beside the fused one (which keeps the plain role the gate reads).
 	ModelAlone = "_model"
@@ -56,8 +60,37 @@ type Result struct {
 	Measures    []string     `json:"measures"`
 	Systems     []System     `json:"systems"`
 	Comparisons []Comparison `json:"comparisons"`
+	// Latency is each stage's time per query, measured in this run.
+	Latency []Latency `json:"latency,omitempty"`
 
 	qrels dataset.Qrels // for score distributions by relevance
+}
+
+// Latency is one stage's time per query: mean, median and 99th percentile
+// (nearest rank), in milliseconds.
+type Latency struct {
+	Stage   string  `json:"stage"`
+	Queries int     `json:"queries"`
+	MeanMS  float64 `json:"mean_ms"`
+	P50MS   float64 `json:"p50_ms"`
+	P99MS   float64 `json:"p99_ms"`
+}
+
+// Latencies summarises a stage's per-query times.
+func Latencies(stage string, took []time.Duration) Latency {
+	l := Latency{Stage: stage, Queries: len(took)}
+	if len(took) == 0 {
+		return l
+	}
+	ms := make([]float64, len(took))
+	for i, d := range took {
+		ms[i] = float64(d.Microseconds()) / 1000
+		l.MeanMS += ms[i] / float64(len(ms))
+	}
+	slices.Sort(ms)
+	rank := func(p float64) float64 { return ms[max(0, int(math.Ceil(p*float64(len(ms))))-1)] }
+	l.P50MS, l.P99MS = rank(0.5), rank(0.99)
+	return l
 }
 
 // Meta describes what was evaluated.
@@ -68,7 +101,8 @@ type Meta struct {
 
 // Compute evaluates systems (the first one being the first stage) with the
 // default measures plus primary, and compares each later system with the
-// first, and the candidate with the baseline when both are present.
+// first, the candidate with the baseline and the cascade with the candidate
+// when both are present.
 func Compute(meta Meta, qrels dataset.Qrels, systems []System, primary string, opt compare.Options) (*Result, error) {
 	if len(systems) == 0 {
 		return nil, fmt.Errorf("report: no system to evaluate")
@@ -121,11 +155,14 @@ func Compute(meta Meta, qrels dataset.Qrels, systems []System, primary string, o
 			return nil, err
 		}
 	}
-	b, okB := r.System(Baseline)
-	c, okC := r.System(Candidate)
-	if okB && okC {
-		if err := pair(*b, *c); err != nil {
-			return nil, err
+	// The candidate against the baseline, and the cascade against the stage it follows.
+	for _, p := range [][2]string{{Baseline, Candidate}, {Candidate, Cascade}} {
+		b, okB := r.System(p[0])
+		c, okC := r.System(p[1])
+		if okB && okC {
+			if err := pair(*b, *c); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return r, nil

@@ -39,7 +39,16 @@ func (r *Result) WriteTable(w io.Writer) error {
 	if len(r.Comparisons) > 0 {
 		fmt.Fprintln(w)
 	}
-	return nil
+	if len(r.Latency) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "\nlatency per query (this run)")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "stage\tqueries\tmean ms\tp50 ms\tp99 ms\t")
+	for _, l := range r.Latency {
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\t\n", l.Stage, l.Queries, l.MeanMS, l.P50MS, l.P99MS)
+	}
+	return tw.Flush()
 }
 
 func (s System) label() string {

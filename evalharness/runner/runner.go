@@ -12,6 +12,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
+	"github.com/rerankloop/rerank/evalharness/cascade"
 	"github.com/rerankloop/rerank/evalharness/dataset"
 	"github.com/rerankloop/rerank/evalharness/trec"
 )
@@ -37,6 +38,9 @@ type Scorer interface {
 type Pool struct {
 	Queries    []dataset.Query
 	Candidates map[string][]Candidate
+	// Took is the first stage's time per query, in Queries' order (Retrieve
+	// measures it; nil for a pool that was not retrieved).
+	Took []time.Duration
 }
 
 // Retrieve asks fs for the top depth candidates of every query. progress, when
@@ -49,7 +53,9 @@ func Retrieve(ctx context.Context, qs []dataset.Query, fs FirstStage, depth int,
 	bar := newBar(progress, len(qs), "first stage")
 	defer bar.Finish()
 	for _, q := range qs {
+		t := time.Now()
 		cands, err := fs.Search(ctx, q.Text, depth)
+		p.Took = append(p.Took, time.Since(t))
 		if err != nil {
 			return nil, fmt.Errorf("first stage, query %q: %w", q.ID, err)
 		}
@@ -112,23 +118,106 @@ func Rerank(ctx context.Context, p *Pool, s Scorer, label string, progress io.Wr
 			bar.Add(1)
 			continue
 		}
-		scores, err := s.Score(ctx, q.Text, cands)
+		scores, err := score(ctx, s, q, cands, label)
 		if err != nil {
-			return nil, fmt.Errorf("%s, query %q: %w", label, q.ID, err)
-		}
-		if len(scores) != len(cands) {
-			return nil, fmt.Errorf("%s, query %q: %d scores for %d candidates", label, q.ID, len(scores), len(cands))
+			return nil, err
 		}
 		for i, c := range cands {
-			v := float64(scores[i])
-			if math.IsNaN(v) {
-				return nil, fmt.Errorf("%s, query %q: NaN score for document %q", label, q.ID, c.ID)
-			}
-			m[c.ID] = v
+			m[c.ID] = scores[i]
 		}
 		bar.Add(1)
 	}
 	return run, nil
+}
+
+// score asks s for one score per candidate, none NaN.
+func score(ctx context.Context, s Scorer, q dataset.Query, cands []Candidate, label string) ([]float64, error) {
+	scores, err := s.Score(ctx, q.Text, cands)
+	if err != nil {
+		return nil, fmt.Errorf("%s, query %q: %w", label, q.ID, err)
+	}
+	if len(scores) != len(cands) {
+		return nil, fmt.Errorf("%s, query %q: %d scores for %d candidates", label, q.ID, len(scores), len(cands))
+	}
+	out := make([]float64, len(cands))
+	for i, c := range cands {
+		if out[i] = float64(scores[i]); math.IsNaN(out[i]) {
+			return nil, fmt.Errorf("%s, query %q: NaN score for document %q", label, q.ID, c.ID)
+		}
+	}
+	return out, nil
+}
+
+// Cascade is the next stage after prev (a run over p's candidates): each
+// query's top k in prev's order (trec.Ranked's, which the measures see)
+// rescored by s and
+// ordered by cascade.Order, the rest kept below them in prev's order. The
+// run's scores are ranks (n for the first of n, down to 1), so that it
+// ranks exactly in that order.
+func Cascade(ctx context.Context, p *Pool, prev trec.Run, s Scorer, k int, label string, progress io.Writer) (trec.Run, error) {
+	if k < 1 {
+		return nil, fmt.Errorf("%s: cascade depth %d must be at least 1", label, k)
+	}
+	run := make(trec.Run, len(p.Queries))
+	bar := newBar(progress, len(p.Queries), label)
+	defer bar.Finish()
+	for _, q := range p.Queries {
+		cands := prevOrder(p.Candidates[q.ID], prev[q.ID])
+		top := cascade.Top(len(cands), k)
+		if top > 0 {
+			scores, err := score(ctx, s, q, cands[:top], label)
+			if err != nil {
+				return nil, err
+			}
+			if cands, err = cascade.Order(cands, scores); err != nil {
+				return nil, err
+			}
+		}
+		m := make(map[string]float64, len(cands))
+		for i, c := range cands {
+			m[c.ID] = float64(len(cands) - i)
+		}
+		run[q.ID] = m
+		bar.Add(1)
+	}
+	return run, nil
+}
+
+// prevOrder is cands in the order of their scores in prev (trec.Ranked),
+// those prev lacks last in first-stage order.
+func prevOrder(cands []Candidate, prev map[string]float64) []Candidate {
+	byID := make(map[string]Candidate, len(cands))
+	for _, c := range cands {
+		byID[c.ID] = c
+	}
+	out := make([]Candidate, 0, len(cands))
+	for _, id := range trec.Ranked(prev) {
+		if c, ok := byID[id]; ok {
+			out = append(out, c)
+			delete(byID, id)
+		}
+	}
+	for _, c := range cands {
+		if _, ok := byID[c.ID]; ok {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// TimedScorer is a Scorer that appends the duration of each Score call to
+// Took: per query, as Rerank and Cascade call it once for each query with
+// candidates. Not for concurrent use.
+type TimedScorer struct {
+	Scorer
+	Took *[]time.Duration
+}
+
+// Score scores with the wrapped scorer, timing it.
+func (t TimedScorer) Score(ctx context.Context, query string, docs []Candidate) ([]float32, error) {
+	start := time.Now()
+	defer func() { *t.Took = append(*t.Took, time.Since(start)) }()
+	return t.Scorer.Score(ctx, query, docs)
 }
 
 // newBar draws on w, or nowhere when w is nil.

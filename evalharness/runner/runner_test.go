@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rerankloop/rerank/evalharness/dataset"
 	"github.com/rerankloop/rerank/evalharness/trec"
@@ -136,5 +138,57 @@ func TestFromJudgments(t *testing.T) {
 	}
 	if got := trec.Ranked(pool.Run()["q1"]); got[0] != "x" || got[1] != "z" {
 		t.Fatalf("file order lost: %v", got)
+	}
+}
+
+// byID scores documents by a fixed table.
+type byID map[string]float32
+
+func (b byID) Score(_ context.Context, _ string, docs []Candidate) ([]float32, error) {
+	out := make([]float32, len(docs))
+	for i, d := range docs {
+		out[i] = b[d.ID]
+	}
+	return out, nil
+}
+
+func TestCascade(t *testing.T) {
+	ctx := context.Background()
+	qs := []dataset.Query{{ID: "1", Text: "q"}, {ID: "2", Text: "none"}}
+	pool := &Pool{Queries: qs, Candidates: map[string][]Candidate{"1": {{ID: "a"}, {ID: "b"}, {ID: "c"}, {ID: "d"}}}}
+	// The previous stage orders d, c, b, a (c and b tie: trec.Ranked puts c
+	// first, as the measures do); it lacks e, which comes last.
+	pool.Candidates["1"] = append(pool.Candidates["1"], Candidate{ID: "e"})
+	prev := trec.Run{"1": {"a": 1, "b": 2, "c": 2, "d": 3}, "2": {}}
+	var took []time.Duration
+	s := TimedScorer{Scorer: byID{"a": 9, "b": 1, "c": 5, "d": 2}, Took: &took}
+	run, err := Cascade(ctx, pool, prev, s, 2, "cascade", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The top 2 (d, c) reordered by the cascade's scores: c 5 > d 2; b and a
+	// stay below them although the cascade would have liked a best.
+	if got := trec.Ranked(run["1"]); !slices.Equal(got, []string{"c", "d", "b", "a", "e"}) {
+		t.Errorf("cascade order %v, want [c d b a e]", got)
+	}
+	if _, ok := run["2"]; !ok {
+		t.Error("query without candidates missing from the cascade run")
+	}
+	if len(took) != 1 {
+		t.Errorf("%d timed calls, want 1 (one query with candidates)", len(took))
+	}
+	// A depth over the candidates rescores them all.
+	run, err = Cascade(ctx, pool, prev, s, 10, "cascade", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := trec.Ranked(run["1"]); !slices.Equal(got, []string{"a", "c", "d", "b", "e"}) {
+		t.Errorf("cascade over all %v, want [a c d b e]", got)
+	}
+	if _, err := Cascade(ctx, pool, prev, s, 0, "cascade", nil); err == nil {
+		t.Error("depth 0: no error")
+	}
+	if _, err := Cascade(ctx, pool, prev, badScorer{scores: []float32{1}}, 2, "cascade", nil); err == nil {
+		t.Error("a score count that does not match: no error")
 	}
 }

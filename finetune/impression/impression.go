@@ -44,10 +44,12 @@ type Result struct {
 	Position int      `json:"position"`
 	BM25     float64  `json:"bm25"`
 	Rerank   *float64 `json:"rerank,omitempty"`
-	Team     string   `json:"team,omitempty"`
-	Clicked  bool     `json:"clicked"`
-	Clicks   int      `json:"clicks"`   // clicks kept after de-duplication
-	DwellMS  int64    `json:"dwell_ms"` // summed over those clicks
+	// Cascade is the cascade model's score, for the hits it reordered.
+	Cascade *float64 `json:"cascade,omitempty"`
+	Team    string   `json:"team,omitempty"`
+	Clicked bool     `json:"clicked"`
+	Clicks  int      `json:"clicks"`   // clicks kept after de-duplication
+	DwellMS int64    `json:"dwell_ms"` // summed over those clicks
 }
 
 // maxLine bounds one line read by Read (a 1,000-result impression is well

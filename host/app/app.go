@@ -20,7 +20,13 @@ import (
 	"github.com/rerankloop/rerank/host/registry"
 	"github.com/rerankloop/rerank/host/retrain"
 	"github.com/rerankloop/rerank/host/search"
+	"github.com/rerankloop/rerank/plugin/checkpoint"
+	"github.com/rerankloop/rerank/plugin/contract"
 )
+
+// CascadeModel is the name the cascade model (rerank.cascade) is loaded
+// under in the plugin, beside the serving version.
+const CascadeModel = "cascade"
 
 // Options says which parts to start.
 type Options struct {
@@ -45,7 +51,9 @@ type Host struct {
 	Experiments *interleave.Experiments
 	Plugin      *pluginclient.Client
 	Loop        *retrain.Controller
-	closers     []func() error
+	// Cascade is the plugin's name of the loaded cascade model; empty: none.
+	Cascade string
+	closers []func() error
 }
 
 // Open starts the parts o asks for. On error, what was started is closed.
@@ -104,6 +112,14 @@ func (h *Host) startLoop(ctx context.Context) error {
 	if h.Index == nil {
 		return errors.New("the retrain loop needs the BM25 index")
 	}
+	// A broken cascade checkpoint stops the start before anything else does.
+	var cascadeHash string
+	if c := cfg.Rerank.Cascade; c.ModelPath != "" {
+		var err error
+		if cascadeHash, err = checkpoint.Hash(c.ModelPath); err != nil {
+			return fmt.Errorf("rerank.cascade.model_path: %w", err)
+		}
+	}
 	v, err := lifecycle.Bootstrap(h.Registry, cfg.Rerank.ModelPath, logger)
 	if err != nil {
 		return err
@@ -119,6 +135,15 @@ func (h *Host) startLoop(ctx context.Context) error {
 		return fmt.Errorf("start the reranker with version %s (unset rerank.model_path to serve BM25 only): %w", v.ID, err)
 	}
 	h.onClose(h.Plugin.Close)
+	if c := cfg.Rerank.Cascade; c.ModelPath != "" {
+		// Not serving: the plugin keeps it beside the serving version through
+		// swaps, and the client replays the load after a plugin restart.
+		if _, err := h.Plugin.Load(ctx, contract.LoadRequest{Path: c.ModelPath, Version: CascadeModel, CheckpointHash: cascadeHash}); err != nil {
+			return fmt.Errorf("load the cascade model (rerank.cascade.model_path %s): %w", c.ModelPath, err)
+		}
+		h.Cascade = CascadeModel
+		logger.Info("cascade model loaded", "checkpoint", c.ModelPath, "top", c.Top, "timeout", c.Timeout)
+	}
 	h.Loop, err = retrain.New(ctx, retrain.Options{Config: cfg, Index: h.Index, Log: h.Log, Registry: h.Registry, Experiments: h.Experiments, Plugin: h.Plugin, Logger: logger})
 	if err != nil {
 		return err

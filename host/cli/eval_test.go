@@ -131,6 +131,8 @@ func TestEvalErrors(t *testing.T) {
 		{[]string{"eval", "--dataset", scifactSample, "--depth", "0"}, "--depth"},
 		{[]string{"eval", "--dataset", scifactSample, "--split", "dev"}, `no split "dev"`},
 		{[]string{"eval", "--dataset", scifactSample, "--baseline-model", "x"}, "needs --model"},
+		{[]string{"eval", "--dataset", scifactSample, "--cascade-model", "x"}, "--cascade-model needs --model"},
+		{[]string{"eval", "--dataset", scifactSample, "--model", "m", "--cascade-model", "x", "--cascade-top", "0"}, "--cascade-top must be at least 1"},
 		{[]string{"eval", "--dataset", scifactSample, "--model", "m", "--plugin", "/no/plugin"}, "plugin binary"},
 	} {
 		if _, err := evalCLI(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -190,4 +192,96 @@ func TestEvalFusesWithBM25(t *testing.T) {
 	if err != nil || strings.Contains(out, "fused") {
 		t.Errorf("--fuse none: %v\n%s", err, out)
 	}
+}
+
+// --cascade-model reranks the top --cascade-top of the fused bi-encoder's
+// order with a cross-encoder: the report has BM25, the bi-encoder alone and
+// fused, and the cascade, and the time per query of each stage; below the
+// top k the cascade keeps the fused order.
+func TestEvalCascade(t *testing.T) {
+	plugin := buildPlugin(t)
+	dir := t.TempDir()
+	bi, index, runs := filepath.Join(dir, "tiny-bi"), filepath.Join(dir, "index"), filepath.Join(dir, "runs")
+	if _, err := evalCLI(t, "model", "init", "--tiny", "--kind", "bi-encoder", "--out", bi); err != nil {
+		t.Fatal(err)
+	}
+	const depth, top = 20, 5
+	args := []string{"eval", "--dataset", scifactSample, "--index", index, "--model", bi, "--fuse", "0.5", "--depth", strconv.Itoa(depth),
+		"--cascade-model", "../../plugin/testdata/tiny-ce", "--cascade-top", strconv.Itoa(top),
+		"--plugin", plugin, "--device", "cpu", "--max-length", "64", "--runs", runs, "--embedding-cache", filepath.Join(dir, "emb")}
+	out, err := evalCLI(t, append(args, "--json")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The bi-encoder's document embeddings are kept for later runs.
+	if kept, _ := filepath.Glob(filepath.Join(dir, "emb", "*.emb")); len(kept) != 1 {
+		t.Errorf("--embedding-cache holds %v, want one model's file", kept)
+	}
+	var res report.Result
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	var roles, stages []string
+	for _, s := range res.Systems {
+		roles = append(roles, s.Role)
+	}
+	for _, l := range res.Latency {
+		stages = append(stages, l.Stage)
+		if l.Queries == 0 || l.Queries > res.Queries+1 || !(l.MeanMS > 0) || l.P99MS < l.P50MS {
+			t.Errorf("latency %+v", l)
+		}
+	}
+	if strings.Join(roles, ",") != "first_stage,candidate_model,candidate,cascade" || strings.Join(stages, ",") != "bm25,candidate,cascade" {
+		t.Fatalf("systems %v, latency stages %v", roles, stages)
+	}
+	if c := res.Comparisons[len(res.Comparisons)-1]; c.Base != report.Candidate || c.Candidate != report.Cascade {
+		t.Errorf("last comparison %s vs %s, want cascade vs candidate", c.Candidate, c.Base)
+	}
+	fused, err := trec.ReadFile(filepath.Join(runs, "candidate.run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	casc, err := trec.ReadFile(filepath.Join(runs, "cascade.run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reordered := 0
+	for q, scores := range fused {
+		f, c := trec.Ranked(scores), trec.Ranked(casc[q])
+		k := min(top, len(f))
+		if len(c) != len(f) || !sameSet(f[:k], c[:k]) || strings.Join(f[k:], " ") != strings.Join(c[k:], " ") {
+			t.Fatalf("query %s: fused %v, cascade %v: want the same top %d, reordered, and the rest in fused order", q, f, c, k)
+		}
+		if strings.Join(f[:k], " ") != strings.Join(c[:k], " ") {
+			reordered++
+		}
+	}
+	if reordered == 0 {
+		t.Error("the cross-encoder reordered no query's top: was it called?")
+	}
+	out, err = evalCLI(t, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"cascade (tiny-ce on the top 5 of candidate)", "latency per query", "cascade vs candidate on ndcg@10"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func sameSet(a, b []string) bool {
+	m := map[string]int{}
+	for _, x := range a {
+		m[x]++
+	}
+	for _, x := range b {
+		m[x]--
+	}
+	for _, n := range m {
+		if n != 0 {
+			return false
+		}
+	}
+	return len(a) == len(b)
 }

@@ -97,7 +97,7 @@ func serveHost(ctx context.Context, cfg configs.Config, logw io.Writer, ready fu
 		go loop.RunSchedule(ctx)
 	}
 
-	opts := server.Options{Index: ix, Reranker: reranker, Log: h.Log, Config: cfg, Logger: logger, Metrics: metrics, Loop: loop}
+	opts := server.Options{Index: ix, Reranker: reranker, Log: h.Log, Config: cfg, Logger: logger, Metrics: metrics, Loop: loop, Cascade: h.Cascade}
 	if loop != nil {
 		opts.Fusion = loop.Fusion
 	}

@@ -120,6 +120,9 @@ func exportOne(tx *bolt.Tx, id []byte) (impression.Impression, error) {
 		if r.HasRerank {
 			e.Results[i].Rerank = &r.Rerank
 		}
+		if r.HasCascade {
+			e.Results[i].Cascade = &r.Cascade
+		}
 		byDoc[r.DocID] = &e.Results[i]
 	}
 	prefix := clickPrefix(imp.SearchID)

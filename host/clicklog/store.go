@@ -86,6 +86,10 @@ type Shown struct {
 	BM25      float64 `json:"bm25"`
 	Rerank    float64 `json:"rerank,omitempty"`
 	HasRerank bool    `json:"has_rerank,omitempty"`
+	// Cascade is the cascade model's score (rerank.cascade), for the hits it
+	// reordered; Rerank stays the first model's.
+	Cascade    float64 `json:"cascade,omitempty"`
+	HasCascade bool    `json:"has_cascade,omitempty"`
 	// Team is the interleaving team that contributed the document, if any.
 	Team string `json:"team,omitempty"`
 }
@@ -601,11 +605,16 @@ func (s *Store) prepareImpression(imp Impression) (Impression, error) {
 		if r.Position < 1 {
 			return imp, invalid("search %s: doc %q at position %d (positions start at 1)", imp.SearchID, r.DocID, r.Position)
 		}
-		if math.IsNaN(r.BM25) || math.IsInf(r.BM25, 0) || math.IsNaN(r.Rerank) || math.IsInf(r.Rerank, 0) {
-			return imp, invalid("search %s: doc %q has a non-finite score", imp.SearchID, r.DocID)
+		for _, v := range []float64{r.BM25, r.Rerank, r.Cascade} {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return imp, invalid("search %s: doc %q has a non-finite score", imp.SearchID, r.DocID)
+			}
 		}
 		if !r.HasRerank {
 			r.Rerank = 0
+		}
+		if !r.HasCascade {
+			r.Cascade = 0
 		}
 		if err := checkText("team", r.Team, maxFieldBytes); err != nil {
 			return imp, fmt.Errorf("search %s: %w", imp.SearchID, err)

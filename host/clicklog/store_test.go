@@ -154,6 +154,7 @@ func TestLogSearchRejects(t *testing.T) {
 		{"same position", "two results at position 2", func(i *Impression) { i.Results[0].Position = 2 }},
 		{"NaN", "non-finite", func(i *Impression) { i.Results[0].BM25 = math.NaN() }},
 		{"Inf rerank", "non-finite", func(i *Impression) { i.Results[0].Rerank = math.Inf(1) }},
+		{"Inf cascade", "non-finite", func(i *Impression) { i.Results[0].Cascade = math.Inf(-1) }},
 		{"too many", "1001 results", func(i *Impression) { *i = many }},
 		{"year 1900", "outside 1970", func(i *Impression) { i.Time = time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC) }},
 	}

@@ -18,8 +18,10 @@ type Metrics struct {
 	stage     *prometheus.HistogramVec
 	searches  *prometheus.CounterVec
 	fallbacks *prometheus.CounterVec
-	logWrites *prometheus.HistogramVec
-	logErrors *prometheus.CounterVec
+	// cascadeFallbacks counts searches the cascade stage did not reorder.
+	cascadeFallbacks *prometheus.CounterVec
+	logWrites        *prometheus.HistogramVec
+	logErrors        *prometheus.CounterVec
 }
 
 // Latency buckets from 100 µs (a BM25 query on a small index) to 10 s.
@@ -38,7 +40,7 @@ func NewMetrics() *Metrics {
 		}, []string{"handler"}),
 		stage: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "rerank_search_stage_duration_seconds",
-			Help:    "Time per search stage: bm25 (first stage), rerank (the reranker call, failures included), log (handing the impression to the click log).",
+			Help:    "Time per search stage: bm25 (first stage), rerank (the reranker call, failures included), cascade (the cascade model's call, failures included), log (handing the impression to the click log).",
 			Buckets: buckets,
 		}, []string{"stage"}),
 		searches: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -48,6 +50,10 @@ func NewMetrics() *Metrics {
 			Name: "rerank_rerank_fallbacks_total",
 			Help: "Searches answered in BM25 order although a reranker is configured, by reason: unavailable, deadline, error, bad_response.",
 		}, []string{"reason"}),
+		cascadeFallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rerank_cascade_fallbacks_total",
+			Help: "Searches the cascade model (rerank.cascade) did not reorder, answered in the previous stage's order, by reason: unavailable, overloaded, deadline, error, bad_response.",
+		}, []string{"reason"}),
 		logWrites: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "rerank_clicklog_write_duration_seconds", Help: "Click log writes, from the call to the synced commit, by kind (search, click).", Buckets: buckets,
 		}, []string{"kind"}),
@@ -55,7 +61,7 @@ func NewMetrics() *Metrics {
 			Name: "rerank_clicklog_write_errors_total", Help: "Click log writes that failed or were rejected, by kind.",
 		}, []string{"kind"}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.stage, m.searches, m.fallbacks, m.logWrites, m.logErrors,
+	m.reg.MustRegister(m.requests, m.latency, m.stage, m.searches, m.fallbacks, m.cascadeFallbacks, m.logWrites, m.logErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -8,12 +8,14 @@ import (
 	"math"
 	"net/http"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rerankloop/rerank/evalharness/cascade"
 	"github.com/rerankloop/rerank/evalharness/dataset"
 	"github.com/rerankloop/rerank/host/clicklog"
 	"github.com/rerankloop/rerank/host/search"
@@ -53,6 +55,9 @@ type SearchHit struct {
 	// RerankScore is set when the reranker scored this hit (not in an
 	// interleaved search, whose hits two versions scored).
 	RerankScore *float64 `json:"rerank_score,omitempty"`
+	// CascadeScore is set when the cascade model (rerank.cascade) reordered
+	// this hit; RerankScore stays the first model's.
+	CascadeScore *float64 `json:"cascade_score,omitempty"`
 	// Team is, in an interleaved search, who contributed the hit: control,
 	// treatment or shared (both rankings placed it next).
 	Team string `json:"team,omitempty"`
@@ -72,9 +77,21 @@ type SearchResponse struct {
 	ModelVersion string `json:"model_version,omitempty"`
 	// Experiment is set when the search took part in an experiment.
 	Experiment *SearchExperiment `json:"experiment,omitempty"`
-	Logged     bool              `json:"logged"` // clicks on this search can be recorded
-	TookMS     float64           `json:"took_ms"`
-	Hits       []SearchHit       `json:"hits"`
+	// Cascade is set when the cascade stage ran.
+	Cascade *SearchCascade `json:"cascade,omitempty"`
+	Logged  bool           `json:"logged"` // clicks on this search can be recorded
+	TookMS  float64        `json:"took_ms"`
+	Hits    []SearchHit    `json:"hits"`
+}
+
+// SearchCascade says how the cascade stage (rerank.cascade) went.
+type SearchCascade struct {
+	Model string `json:"model"` // its name in the plugin
+	Top   int    `json:"top"`   // how many of the previous order's hits it was to reorder
+	// Applied: it reordered them. Else Fallback says why the previous order
+	// answers: deadline, unavailable, overloaded, error or bad_response.
+	Applied  bool   `json:"applied"`
+	Fallback string `json:"fallback,omitempty"`
 }
 
 func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) {
@@ -201,10 +218,17 @@ func (s *Server) search(ctx context.Context, p params) (*SearchResponse, error) 
 
 	resp := &SearchResponse{SearchID: newID(), Query: p.query, Total: total, From: p.from, Size: p.size, K: p.k, Hits: []SearchHit{}}
 	var rk ranked
+	var cascaded map[string]float64 // the cascade model's scores
 	if rerank && len(hits) > 0 {
-		rk = s.rankStage(ctx, p, resp.SearchID, hits, min(p.k, len(hits)))
+		window := min(p.k, len(hits))
+		rk = s.rankStage(ctx, p, resp.SearchID, hits, window)
 		hits, resp.ModelVersion, resp.Experiment = rk.hits, rk.version, rk.experiment
 		resp.Reranked = rk.scores != nil || rk.teams != nil
+		// The cascade follows whatever order the first stage left (BM25's if
+		// it failed), but never an interleaved list, whose teams it would mix.
+		if s.cascade != "" && rk.teams == nil {
+			hits, cascaded, resp.Cascade = s.cascadeStage(ctx, p.query, hits, window)
+		}
 	}
 	s.metrics.searches.WithLabelValues(strconv.FormatBool(resp.Reranked)).Inc()
 	if rerank {
@@ -224,6 +248,10 @@ func (s *Server) search(ctx context.Context, p params) (*SearchResponse, error) 
 			hit.RerankScore = &sc
 			shown[i].Rerank, shown[i].HasRerank = sc, true
 		}
+		if sc, ok := cascaded[h.ID]; ok {
+			hit.CascadeScore = &sc
+			shown[i].Cascade, shown[i].HasCascade = sc, true
+		}
 		if t, ok := rk.teams[h.ID]; ok {
 			hit.Team, shown[i].Team = string(t), string(t)
 		}
@@ -241,73 +269,106 @@ func (s *Server) search(ctx context.Context, p params) (*SearchResponse, error) 
 }
 
 // rerank orders the first window hits by the scores of model (empty: the
-// serving version; ties keep BM25 order) and leaves the rest in BM25 order.
-// On any failure it returns hits unchanged and nil scores: the search still
-// answers.
+// serving version; ties keep BM25 order), fused with BM25's as the version's
+// fusion says, and leaves the rest in BM25 order. On any failure it returns
+// hits unchanged and nil scores: the search still answers.
 func (s *Server) rerank(ctx context.Context, query string, hits []search.Hit, window int, model string) ([]search.Hit, map[string]float64, string) {
+	// The model's own score is what the hit and the click log report.
+	fuse := func(version string, scores []float64) []float64 {
+		if s.fusion == nil {
+			return scores
+		}
+		p, ok := s.fusion(version)
+		if !ok {
+			return scores
+		}
+		first := make([]float64, len(scores))
+		for i, h := range hits[:len(scores)] {
+			first[i] = h.Score
+		}
+		return p.Fuse(first, scores)
+	}
+	r := s.stage(ctx, "rerank", query, hits, window, model, s.cfg.Rerank.Deadline, s.metrics.fallbacks, fuse)
+	return r.hits, r.scores, r.version
+}
+
+// cascadeStage reorders the top rerank.cascade.top of hits (the previous
+// stage's order, within the rerank window) by the cascade model's scores,
+// within rerank.cascade.timeout; on any failure hits keep their order and the
+// outcome names the reason.
+func (s *Server) cascadeStage(ctx context.Context, query string, hits []search.Hit, window int) ([]search.Hit, map[string]float64, *SearchCascade) {
+	top := cascade.Top(window, s.cfg.Rerank.Cascade.Top)
+	r := s.stage(ctx, "cascade", query, hits, top, s.cascade, s.cfg.Rerank.Cascade.Timeout, s.metrics.cascadeFallbacks, nil)
+	return r.hits, r.scores, &SearchCascade{Model: s.cascade, Top: top, Applied: r.fallback == "", Fallback: r.fallback}
+}
+
+// staged is a model stage's outcome.
+type staged struct {
+	hits     []search.Hit
+	scores   map[string]float64 // the model's score of each hit it scored; nil on failure
+	version  string             // the version that scored
+	fallback string             // why the stage failed; empty when it ordered the hits
+}
+
+// stage asks model to score the first n hits within deadline and orders them
+// by those scores (by final's transform of them, when not nil), the rest kept
+// after them. On a failure (an error, the deadline, a wrong count, a
+// non-finite score) it counts the reason in fallbacks and logs it, and the
+// hits keep their order.
+func (s *Server) stage(ctx context.Context, name, query string, hits []search.Hit, n int, model string, deadline time.Duration,
+	fallbacks *prometheus.CounterVec, final func(version string, scores []float64) []float64) staged {
 	t := time.Now()
-	defer s.metrics.observeStage("rerank", t)
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Rerank.Deadline)
+	defer s.metrics.observeStage(name, t)
+	ctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
-	docs := make([]contract.Document, window)
-	for i, h := range hits[:window] {
+	docs := make([]contract.Document, n)
+	for i, h := range hits[:n] {
 		docs[i] = contract.Document{ID: h.ID, Text: dataset.DocText(h.Title, h.Text)}
 	}
 	res, err := s.reranker.Rerank(ctx, contract.RerankRequest{Query: query, Documents: docs, Model: model})
-	if err == nil && len(res.Scores) != window {
+	if err == nil && len(res.Scores) != n {
 		err = errBadResponse
 	}
-	if err == nil {
-		for _, sc := range res.Scores {
-			if math.IsNaN(float64(sc)) || math.IsInf(float64(sc), 0) {
-				err = errBadResponse
-				break
-			}
+	scores := make([]float64, len(res.Scores))
+	for i, sc := range res.Scores {
+		if scores[i] = float64(sc); err == nil && (math.IsNaN(scores[i]) || math.IsInf(scores[i], 0)) {
+			err = errBadResponse
 		}
+	}
+	var out []search.Hit
+	if err == nil {
+		order := scores
+		if final != nil {
+			order = final(res.ModelVersion, scores)
+		}
+		out, err = cascade.Order(hits, order)
 	}
 	if err != nil {
-		reason := "error"
-		switch {
-		case errors.Is(err, contract.ErrUnavailable):
-			reason = "unavailable"
-		case errors.Is(err, contract.ErrOverloaded):
-			reason = "overloaded"
-		case errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil:
-			reason = "deadline"
-		case errors.Is(err, errBadResponse):
-			reason = "bad_response"
-		}
-		s.metrics.fallbacks.WithLabelValues(reason).Inc()
-		s.logger.Warn("rerank failed; answering in BM25 order", "reason", reason, "err", err)
-		return hits, nil, ""
+		reason := fallbackReason(ctx, err)
+		fallbacks.WithLabelValues(reason).Inc()
+		s.logger.Warn(name+" failed; answering in the previous stage's order", "reason", reason, "err", err)
+		return staged{hits: hits, fallback: reason}
 	}
-	// The version's fusion with BM25 (if any) orders the window; the model's
-	// own score is what the hit and the click log report.
-	final := make([]float64, window)
-	for i, sc := range res.Scores {
-		final[i] = float64(sc)
+	m := make(map[string]float64, n)
+	for i, sc := range scores {
+		m[hits[i].ID] = sc
 	}
-	if s.fusion != nil {
-		if p, ok := s.fusion(res.ModelVersion); ok {
-			first := make([]float64, window)
-			for i, h := range hits[:window] {
-				first[i] = h.Score
-			}
-			final = p.Fuse(first, final)
-		}
+	return staged{hits: out, scores: m, version: res.ModelVersion}
+}
+
+// fallbackReason names why a stage failed; ctx is the stage's own.
+func fallbackReason(ctx context.Context, err error) string {
+	switch {
+	case errors.Is(err, contract.ErrUnavailable):
+		return "unavailable"
+	case errors.Is(err, contract.ErrOverloaded):
+		return "overloaded"
+	case errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil:
+		return "deadline"
+	case errors.Is(err, errBadResponse):
+		return "bad_response"
 	}
-	order := make([]int, window)
-	for i := range order {
-		order[i] = i
-	}
-	sort.SliceStable(order, func(a, b int) bool { return final[order[a]] > final[order[b]] })
-	out := make([]search.Hit, 0, len(hits))
-	scores := make(map[string]float64, window)
-	for _, i := range order {
-		out = append(out, hits[i])
-		scores[hits[i].ID] = float64(res.Scores[i])
-	}
-	return append(out, hits[window:]...), scores, res.ModelVersion
+	return "error"
 }
 
 var errBadResponse = errors.New("reranker returned a score count that does not match the documents, or a non-finite score")

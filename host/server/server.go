@@ -53,6 +53,9 @@ type Options struct {
 	// Fusion says how a version's scores are fused with BM25's (e.g.
 	// Loop.Fusion); nil, or false for a version: the model's order alone.
 	Fusion func(version string) (fusion.Params, bool)
+	// Cascade is the name of the cascade model loaded in the Reranker
+	// (host/app's Host.Cascade); empty: no cascade stage.
+	Cascade string
 }
 
 // RunningExperiment is all a search needs of the experiments: the one
@@ -74,6 +77,7 @@ type Server struct {
 	loop     *retrain.Controller
 	running  RunningExperiment
 	fusion   func(version string) (fusion.Params, bool)
+	cascade  string
 	clicks   *clickLimiter
 }
 
@@ -91,7 +95,7 @@ func New(o Options) (*Server, error) {
 	if o.Experiment == nil && o.Loop != nil {
 		o.Experiment = o.Loop
 	}
-	s := &Server{running: o.Experiment, ix: o.Index, reranker: o.Reranker, log: o.Log, cfg: o.Config, logger: o.Logger, metrics: o.Metrics, mux: http.NewServeMux(), loop: o.Loop, fusion: o.Fusion,
+	s := &Server{running: o.Experiment, ix: o.Index, reranker: o.Reranker, log: o.Log, cfg: o.Config, logger: o.Logger, metrics: o.Metrics, mux: http.NewServeMux(), loop: o.Loop, fusion: o.Fusion, cascade: o.Cascade,
 		clicks: newClickLimiter(o.Config.HTTP.ClickRate, o.Config.HTTP.ClickBurst)}
 	if rc, ok := o.Reranker.(restartCounter); ok {
 		s.metrics.watchRestarts(rc)

@@ -114,6 +114,7 @@ type setup struct {
 	noLog    bool
 	config   func(*configs.Config)
 	fusion   func(version string) (fusion.Params, bool)
+	cascade  string // the cascade model's name (Options.Cascade)
 }
 
 func start(t testing.TB, s setup) *env {
@@ -135,7 +136,7 @@ func start(t testing.TB, s setup) *env {
 			t.Fatal(err)
 		}
 	}
-	srv, err := New(Options{Index: s.ix, Reranker: s.reranker, Log: store, Config: cfg, Metrics: m, Fusion: s.fusion})
+	srv, err := New(Options{Index: s.ix, Reranker: s.reranker, Log: store, Config: cfg, Metrics: m, Fusion: s.fusion, Cascade: s.cascade})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,12 +233,8 @@ func overlapScore(query, text string) float32 {
 }
 
 func (o *overlapReranker) Rerank(ctx context.Context, req contract.RerankRequest) (contract.RerankResponse, error) {
-	if o.delay > 0 {
-		select {
-		case <-time.After(o.delay):
-		case <-ctx.Done():
-			return contract.RerankResponse{}, ctx.Err()
-		}
+	if err := wait(ctx, o.delay); err != nil {
+		return contract.RerankResponse{}, err
 	}
 	if o.err != nil {
 		return contract.RerankResponse{}, o.err
@@ -265,6 +262,16 @@ func (o *overlapReranker) Rerank(ctx context.Context, req contract.RerankRequest
 		res.Scores = res.Scores[1:]
 	}
 	return res, nil
+}
+
+// wait waits d, or less if ctx ends first (its error).
+func wait(ctx context.Context, d time.Duration) error {
+	select {
+	case <-time.After(d):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (o *overlapReranker) Load(context.Context, contract.LoadRequest) (contract.ModelInfo, error) {
