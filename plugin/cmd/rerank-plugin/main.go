@@ -51,9 +51,9 @@ func main() {
 		os.Exit(1)
 	}
 	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig: contract.Handshake,
+		HandshakeConfig:  contract.Handshake,
 		VersionedPlugins: contract.VersionedPlugins(e, trainer),
-		GRPCServer: contract.ServerOptions,
+		GRPCServer:       contract.ServerOptions,
 	})
 }
 
