@@ -56,6 +56,7 @@ Stops cleanly on SIGINT or SIGTERM.`,
 		},
 	}
 	configs.AddFlags(cmd.Flags())
+	cmd.Flags().Bool(configs.FlagRerankOnly, false, "serve only /v1/rerank, the admin endpoints, health and metrics: the rerank stage of a cluster (OpenSearch)")
 	rootCmd.AddCommand(cmd)
 }
 
@@ -91,6 +92,11 @@ func serveHost(ctx context.Context, cfg configs.Config, logw io.Writer, ready fu
 	logger := newLogger(cfg, logw)
 	if err := search.SetBM25(cfg.BM25.K1, cfg.BM25.B); err != nil {
 		return err
+	}
+	if cfg.RerankOnly {
+		if err := ensureIndex(ctx, cfg.IndexDir); err != nil {
+			return err
+		}
 	}
 	ix, err := search.Open(cfg.IndexDir)
 	if err != nil {
