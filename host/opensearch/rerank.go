@@ -37,10 +37,13 @@ func ConnectorBody(name, endpoint, apiKey string) map[string]any {
 			"post_process_function": "connector.post_process.cohere.rerank",
 		}},
 	}
+	// ML Commons refuses a connector without a credential, even one it never sends.
+	cred := "unused"
 	if apiKey != "" {
 		headers["Authorization"] = "Bearer ${credential.api_key}"
-		body["credential"] = map[string]string{"api_key": apiKey}
+		cred = apiKey
 	}
+	body["credential"] = map[string]string{"api_key": cred}
 	return body
 }
 
