@@ -153,7 +153,7 @@ The host needs admin_token; every subcommand takes --host and --token.`,
 			return nil
 		},
 	}
-	exp.AddCommand(start, status, stop, list)
+	exp.AddCommand(start, status, stop, list, evaluateLogCommand())
 	rootCmd.AddCommand(exp)
 }
 

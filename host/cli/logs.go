@@ -112,7 +112,7 @@ retention sees. Importing again adds nothing.`,
 	}
 	importTREC.Flags().StringVar(&base, "base-time", "", "time of the log's start, RFC 3339 (default now)")
 
-	logs.AddCommand(export, importTREC)
+	logs.AddCommand(export, importTREC, importUBICommand())
 	rootCmd.AddCommand(logs)
 }
 

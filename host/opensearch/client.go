@@ -249,3 +249,24 @@ func (c *Client) Page(ctx context.Context, index string, query any, sortField st
 	}
 	return res.Hits.Hits, nil
 }
+
+// MGet returns the sources of the documents ids of index that exist.
+func (c *Client) MGet(ctx context.Context, index string, ids []string) (map[string]json.RawMessage, error) {
+	var res struct {
+		Docs []struct {
+			ID     string          `json:"_id"`
+			Found  bool            `json:"found"`
+			Source json.RawMessage `json:"_source"`
+		} `json:"docs"`
+	}
+	if err := c.Do(ctx, http.MethodPost, "/"+url.PathEscape(index)+"/_mget", map[string]any{"ids": ids}, &res); err != nil {
+		return nil, err
+	}
+	out := make(map[string]json.RawMessage, len(res.Docs))
+	for _, d := range res.Docs {
+		if d.Found {
+			out[d.ID] = d.Source
+		}
+	}
+	return out, nil
+}
