@@ -101,10 +101,10 @@ func freePort(t *testing.T) int {
 
 // startRerankOnly runs `rerank serve --rerank-only` with the tiny model in a
 // child process and returns its base URL.
-func startRerankOnly(t *testing.T, plugin, data string) string {
+func startRerankOnly(t *testing.T, plugin, data, model string) string {
 	t.Helper()
 	cmd := rerank(t, "serve", "--rerank-only", "--listen", "127.0.0.1:0", "--data-dir", data)
-	cmd.Env = append(cmd.Env, "RERANK_RERANK_MODEL_PATH="+tinyModel, "RERANK_RERANK_PLUGIN_PATH="+plugin,
+	cmd.Env = append(cmd.Env, "RERANK_RERANK_MODEL_PATH="+model, "RERANK_RERANK_PLUGIN_PATH="+plugin,
 		"RERANK_RERANK_DEVICE=cpu", "RERANK_ADMIN_TOKEN=test-admin")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -208,7 +208,7 @@ func TestOpenSearchRerankStage(t *testing.T) {
 	t.Logf("OpenSearch 2.19.1 node healthy %.1f s after start.sh", nd.started.Seconds())
 	fmt.Printf("opensearch e2e: node start %.1f s\n", nd.started.Seconds())
 	plugin := buildPlugin(t)
-	host := startRerankOnly(t, plugin, t.TempDir())
+	host := startRerankOnly(t, plugin, t.TempDir(), tinyModel)
 	ctx := context.Background()
 	c := nd.client
 	indexSample(t, c)
@@ -316,6 +316,9 @@ func TestOpenSearchRerankStage(t *testing.T) {
 		}
 		t.Logf("refused connector: %v", err)
 	})
+	createUBIIndices(t, c)
+	t.Run("UBIImport", func(t *testing.T) { testUBIImport(t, c, queries, qrels) })
+	t.Run("Experiment", func(t *testing.T) { testClusterExperiment(t, c, plugin, queries, qrels) })
 }
 
 func testQueries(t *testing.T) ([]dataset.Query, dataset.Qrels) {

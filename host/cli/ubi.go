@@ -21,9 +21,10 @@ import (
 
 type ubiFlags struct {
 	cluster, queries, events string
-	actions                  []string
+	actions                  string
 	copyFrom                 string
 	titleField, textField    string
+	pageSize                 int
 }
 
 // importUBICommand is `rerank logs import-ubi`.
@@ -60,10 +61,11 @@ retrain loop reads; --title-field and --text-field name their fields.`,
 	fl.StringVar(&f.cluster, "cluster", "", "OpenSearch node URL, e.g. http://127.0.0.1:9200 (required)")
 	fl.StringVar(&f.queries, "queries-index", "ubi_queries", "UBI query index")
 	fl.StringVar(&f.events, "events-index", "ubi_events", "UBI event index")
-	fl.StringSliceVar(&f.actions, "actions", []string{"click"}, "action_name values that are clicks")
+	fl.StringVar(&f.actions, "actions", "click", "action_name values that are clicks, comma-separated")
 	fl.StringVar(&f.copyFrom, "copy-docs-from", "", "cluster index to copy the shown documents from into the local index")
 	fl.StringVar(&f.titleField, "title-field", "title", "title field of --copy-docs-from's documents (may be absent)")
 	fl.StringVar(&f.textField, "text-field", "text", "text field of --copy-docs-from's documents")
+	fl.IntVar(&f.pageSize, "page-size", 500, "documents per search_after page (the cursor is saved after each)")
 	return cmd
 }
 
@@ -92,32 +94,40 @@ func runImportUBI(ctx context.Context, cmd *cobra.Command, f ubiFlags) error {
 	if err != nil {
 		return err
 	}
-	st, err := ubi.Import(ctx, client, store, cursors, ubi.Options{QueriesIndex: f.queries, EventsIndex: f.events, ClickActions: f.actions})
+	o := ubi.Options{QueriesIndex: f.queries, EventsIndex: f.events, ClickActions: strings.Split(f.actions, ","), PageSize: f.pageSize}
+	copied := 0
+	if f.copyFrom != "" {
+		if err := ensureIndex(ctx, cfg.IndexDir); err != nil {
+			return err
+		}
+		ix, err := search.Open(cfg.IndexDir)
+		if err != nil {
+			return err
+		}
+		defer ix.Close()
+		o.Shown = func(ids []string) error {
+			n, err := putMissing(ctx, client, f, ix, ids)
+			copied += n
+			if err != nil {
+				return fmt.Errorf("copy the shown documents from %s: %w", f.copyFrom, err)
+			}
+			return nil
+		}
+	}
+	st, err := ubi.Import(ctx, client, store, cursors, o)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(cmd.OutOrStdout(), st)
 	if f.copyFrom != "" {
-		n, err := copyDocs(ctx, client, f, cfg.IndexDir, st.NewDocIDs)
-		if err != nil {
-			return fmt.Errorf("copy the shown documents from %s (the import itself is complete): %w", f.copyFrom, err)
-		}
-		fmt.Fprintf(cmd.OutOrStdout(), "copied %d documents from %s into %s\n", n, f.copyFrom, cfg.IndexDir)
+		fmt.Fprintf(cmd.OutOrStdout(), "copied %d documents from %s into %s\n", copied, f.copyFrom, cfg.IndexDir)
 	}
 	return store.Close()
 }
 
-// copyDocs puts the documents ids not yet in the local index there, read
-// from the cluster, so the retrain loop has their texts.
-func copyDocs(ctx context.Context, c *opensearch.Client, f ubiFlags, dir string, ids []string) (int, error) {
-	if err := ensureIndex(ctx, dir); err != nil {
-		return 0, err
-	}
-	ix, err := search.Open(dir)
-	if err != nil {
-		return 0, err
-	}
-	defer ix.Close()
+// putMissing puts the documents ids not yet in ix there, read from the
+// cluster, so the retrain loop has their texts.
+func putMissing(ctx context.Context, c *opensearch.Client, f ubiFlags, ix *search.Index, ids []string) (int, error) {
 	seen := map[string]bool{}
 	var missing []string
 	for _, id := range ids {
@@ -155,5 +165,5 @@ func copyDocs(ctx context.Context, c *opensearch.Client, f ubiFlags, dir string,
 		}
 		copied += len(docs)
 	}
-	return copied, ix.Close()
+	return copied, nil
 }

@@ -270,3 +270,6 @@ func (c *Client) MGet(ctx context.Context, index string, ids []string) (map[stri
 	}
 	return out, nil
 }
+
+// URL is the node's base URL.
+func (c *Client) URL() string { return c.base }

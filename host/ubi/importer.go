@@ -19,6 +19,10 @@ type Options struct {
 	EventsIndex  string   // default ubi_events
 	ClickActions []string // default ["click"]
 	PageSize     int      // default 500
+	// Shown, when set, receives the documents each page of queries showed
+	// (new searches and ones already logged) before that page's cursor is
+	// saved: an error stops the import there, so a re-run offers them again.
+	Shown func(docIDs []string) error
 }
 
 func (o *Options) defaults() {
@@ -43,8 +47,6 @@ type Stats struct {
 	Clicks, ClicksPresent   int // clicks added, clicks already in the log
 	OtherActions            int // events that are not clicks
 	Skipped                 map[string]int
-	// NewDocIDs are the documents shown by the searches added, in order.
-	NewDocIDs []string
 }
 
 // SkippedTotal is the number of documents skipped for any reason.
@@ -80,7 +82,16 @@ func Import(ctx context.Context, c *opensearch.Client, store *clicklog.Store, cu
 	o.defaults()
 	st := Stats{Skipped: map[string]int{}}
 	skip := func(reason string) { st.Skipped[reason]++ }
-	err := readAll(ctx, c, cursors, o.QueriesIndex, o.PageSize, func(h opensearch.Hit) error {
+	var shown []string
+	flushShown := func() error {
+		ids := shown
+		shown = nil
+		if o.Shown == nil || len(ids) == 0 {
+			return nil
+		}
+		return o.Shown(ids)
+	}
+	err := readAll(ctx, c, cursors, o.QueriesIndex, o.PageSize, flushShown, func(h opensearch.Hit) error {
 		var q Query
 		if err := json.Unmarshal(h.Source, &q); err != nil {
 			skip("malformed queries")
@@ -96,18 +107,19 @@ func Import(ctx context.Context, c *opensearch.Client, store *clicklog.Store, cu
 			st.QueriesPresent++
 		case errors.Is(err, clicklog.ErrInvalid):
 			skip("queries the click log refused")
+			return nil
 		case err != nil:
 			return err
 		default:
 			st.Queries++
-			st.NewDocIDs = append(st.NewDocIDs, q.HitIDs...)
 		}
+		shown = append(shown, q.HitIDs...)
 		return nil
 	})
 	if err != nil {
 		return st, fmt.Errorf("ubi import, %s: %w (%s)", o.QueriesIndex, err, st)
 	}
-	err = readAll(ctx, c, cursors, o.EventsIndex, o.PageSize, func(h opensearch.Hit) error {
+	err = readAll(ctx, c, cursors, o.EventsIndex, o.PageSize, nil, func(h opensearch.Hit) error {
 		var e Event
 		if err := json.Unmarshal(h.Source, &e); err != nil {
 			skip("malformed events")
@@ -123,9 +135,12 @@ func Import(ctx context.Context, c *opensearch.Client, store *clicklog.Store, cu
 		}
 		click := clicklog.Click{SearchID: SearchID(e.QueryID), DocID: e.Attributes.Object.ObjectID, Time: e.Timestamp.Time,
 			DwellMS: e.Attributes.DwellMS, EventID: "ubi-" + h.ID}
-		switch err := store.LogClick(ctx, click); {
-		case err == nil:
+		added, err := store.ImportClick(ctx, click)
+		switch {
+		case err == nil && added:
 			st.Clicks++
+		case err == nil:
+			st.ClicksPresent++
 		case errors.Is(err, clicklog.ErrUnknownSearch):
 			skip("events on unknown queries")
 		case errors.Is(err, clicklog.ErrNotShown):
@@ -144,8 +159,9 @@ func Import(ctx context.Context, c *opensearch.Client, store *clicklog.Store, cu
 }
 
 // readAll feeds every document of index after its cursor to fn, page by
-// page, saving the cursor after each page fn accepted whole.
-func readAll(ctx context.Context, c *opensearch.Client, cursors *Cursors, index string, size int, fn func(opensearch.Hit) error) error {
+// page, and saves the cursor after each page fn and then flush (when not
+// nil) accepted whole.
+func readAll(ctx context.Context, c *opensearch.Client, cursors *Cursors, index string, size int, flush func() error, fn func(opensearch.Hit) error) error {
 	after := cursors.After(index)
 	for {
 		hits, err := c.Page(ctx, index, map[string]any{"match_all": map[string]any{}}, "timestamp", after, size)
@@ -160,6 +176,11 @@ func readAll(ctx context.Context, c *opensearch.Client, cursors *Cursors, index 
 		}
 		for _, h := range hits {
 			if err := fn(h); err != nil {
+				return err
+			}
+		}
+		if flush != nil {
+			if err := flush(); err != nil {
 				return err
 			}
 		}
