@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rerankloop/rerank/configs"
-	"github.com/rerankloop/rerank/host/clicklog"
 	"github.com/rerankloop/rerank/host/interleave"
 	"github.com/rerankloop/rerank/host/retrain"
 )
@@ -68,11 +67,7 @@ Stop "rerank serve" on the same data folder first (one process opens the log).`,
 			if e.Started, err = parseSince(since, time.Now()); err != nil {
 				return fmt.Errorf("--since: %w", err)
 			}
-			opts, err := clickLogOptions(cfg)
-			if err != nil {
-				return err
-			}
-			store, err := clicklog.Open(cfg.DataDir, opts)
+			store, err := openClickLogOf(cfg)
 			if err != nil {
 				return err
 			}

@@ -123,6 +123,11 @@ func openClickLog(fs *pflag.FlagSet) (*clicklog.Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	return openClickLogOf(cfg)
+}
+
+// openClickLogOf opens cfg's click log with cfg's options.
+func openClickLogOf(cfg configs.Config) (*clicklog.Store, error) {
 	opts, err := clickLogOptions(cfg)
 	if err != nil {
 		return nil, err

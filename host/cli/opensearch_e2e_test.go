@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -106,27 +105,7 @@ func startRerankOnly(t *testing.T, plugin, data, model string) string {
 	cmd := rerank(t, "serve", "--rerank-only", "--listen", "127.0.0.1:0", "--data-dir", data)
 	cmd.Env = append(cmd.Env, "RERANK_RERANK_MODEL_PATH="+model, "RERANK_RERANK_PLUGIN_PATH="+plugin,
 		"RERANK_RERANK_DEVICE=cpu", "RERANK_ADMIN_TOKEN=test-admin")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	sc := bufio.NewScanner(stderr)
-	var lines []string
-	for sc.Scan() {
-		line := sc.Text()
-		lines = append(lines, line)
-		if _, addr, ok := strings.Cut(line, "addr=http://"); ok {
-			addr, _, _ = strings.Cut(addr, " ")
-			go io.Copy(io.Discard, stderr)
-			return "http://" + addr
-		}
-	}
-	t.Fatalf("rerank serve --rerank-only exited:\n%s", strings.Join(lines, "\n"))
-	return ""
+	return serveAddr(t, cmd)
 }
 
 // rerankCalls is how many /v1/rerank requests the host answered with 200.
@@ -199,26 +178,36 @@ func cohereRerank(t *testing.T, base, query string, docs []string) []int {
 	return order
 }
 
+// rerankStage starts a node holding the SciFact sample and a rerank-only
+// host with the tiny model whose /v1/rerank the node's pipeline "rerankloop"
+// calls; it returns the node, the plugin binary and the host's URL.
+func rerankStage(t *testing.T) (nd *node, plugin, host string) {
+	t.Helper()
+	nd = startNode(t)
+	plugin = buildPlugin(t)
+	host = startRerankOnly(t, plugin, t.TempDir(), tinyModel)
+	ctx := context.Background()
+	indexSample(t, nd.client)
+	stage, err := nd.client.CreateRerankStage(ctx, "rerankloop", host+"/v1/rerank", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nd.client.PutRerankPipeline(ctx, "rerankloop", stage.ModelID, "text"); err != nil {
+		t.Fatal(err)
+	}
+	return nd, plugin, host
+}
+
 // TestOpenSearchRerankStage runs a real OpenSearch node whose search pipeline
 // calls a real `rerank serve --rerank-only` (tiny model, real plugin): the
 // hits come back in our order, and NDCG@10 of the sample's test queries
 // through OpenSearch equals `rerank eval` on the same candidates.
 func TestOpenSearchRerankStage(t *testing.T) {
-	nd := startNode(t)
+	nd, plugin, host := rerankStage(t)
 	t.Logf("OpenSearch 2.19.1 node healthy %.1f s after start.sh", nd.started.Seconds())
 	fmt.Printf("opensearch e2e: node start %.1f s\n", nd.started.Seconds())
-	plugin := buildPlugin(t)
-	host := startRerankOnly(t, plugin, t.TempDir(), tinyModel)
 	ctx := context.Background()
 	c := nd.client
-	indexSample(t, c)
-	stage, err := c.CreateRerankStage(ctx, "rerankloop", host+"/v1/rerank", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.PutRerankPipeline(ctx, "rerankloop", stage.ModelID, "text"); err != nil {
-		t.Fatal(err)
-	}
 
 	queries, qrels := testQueries(t)
 	const window = 20

@@ -93,12 +93,7 @@ func serveHost(ctx context.Context, cfg configs.Config, logw io.Writer, ready fu
 	if err := search.SetBM25(cfg.BM25.K1, cfg.BM25.B); err != nil {
 		return err
 	}
-	if cfg.RerankOnly {
-		if err := ensureIndex(ctx, cfg.IndexDir); err != nil {
-			return err
-		}
-	}
-	ix, err := search.Open(cfg.IndexDir)
+	ix, err := openIndex(ctx, cfg.IndexDir, cfg.RerankOnly)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rerankloop/rerank/configs"
-	"github.com/rerankloop/rerank/host/clicklog"
 	"github.com/rerankloop/rerank/host/opensearch"
 	"github.com/rerankloop/rerank/host/search"
 	"github.com/rerankloop/rerank/host/ubi"
@@ -81,11 +80,7 @@ func runImportUBI(ctx context.Context, cmd *cobra.Command, f ubiFlags) error {
 	if err != nil {
 		return err
 	}
-	opts, err := clickLogOptions(cfg)
-	if err != nil {
-		return err
-	}
-	store, err := clicklog.Open(cfg.DataDir, opts)
+	store, err := openClickLogOf(cfg)
 	if err != nil {
 		return err
 	}
@@ -97,10 +92,7 @@ func runImportUBI(ctx context.Context, cmd *cobra.Command, f ubiFlags) error {
 	o := ubi.Options{QueriesIndex: f.queries, EventsIndex: f.events, ClickActions: strings.Split(f.actions, ","), PageSize: f.pageSize}
 	copied := 0
 	if f.copyFrom != "" {
-		if err := ensureIndex(ctx, cfg.IndexDir); err != nil {
-			return err
-		}
-		ix, err := search.Open(cfg.IndexDir)
+		ix, err := openIndex(ctx, cfg.IndexDir, true)
 		if err != nil {
 			return err
 		}
