@@ -306,7 +306,7 @@ func TestOpenSearchRerankStage(t *testing.T) {
 		t.Logf("refused connector: %v", err)
 	})
 	createUBIIndices(t, c)
-	t.Run("UBIImport", func(t *testing.T) { testUBIImport(t, c, queries, qrels) })
+	t.Run("UBIImport", func(t *testing.T) { testUBIImport(t, c, plugin, queries, qrels) })
 	t.Run("Experiment", func(t *testing.T) { testClusterExperiment(t, c, plugin, queries, qrels) })
 }
 

@@ -149,7 +149,7 @@ func (p *flakyProxy) start(t *testing.T, node string) string {
 	return srv.URL
 }
 
-func testUBIImport(t *testing.T, c *opensearch.Client, queries []dataset.Query, qrels dataset.Qrels) {
+func testUBIImport(t *testing.T, c *opensearch.Client, plugin string, queries []dataset.Query, qrels dataset.Qrels) {
 	ctx := context.Background()
 	var l ubiLog
 	base := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
@@ -229,7 +229,20 @@ func testUBIImport(t *testing.T, c *opensearch.Client, queries []dataset.Query, 
 	if docs != len(shown) {
 		t.Errorf("local index holds %d documents, the searches showed %d", docs, len(shown))
 	}
-	summary := fmt.Sprintf("opensearch e2e: import-ubi: %d searches, %d clicks imported; after a node failure and a lost cursor, still %d and %d", n, l.clicks, n, l.clicks)
+	// The closed loop reads the imported log and the copied documents as it
+	// reads the bleve host's: a candidate is trained on these searches.
+	for k, v := range map[string]string{
+		"RERANK_CONFIG": "", "RERANK_RERANK_MODEL_PATH": tinyModel, "RERANK_RERANK_PLUGIN_PATH": plugin, "RERANK_RERANK_DEVICE": "cpu",
+		"RERANK_RERANK_MAX_LENGTH": "64", "RERANK_RERANK_DEADLINE": "30s", "RERANK_RETRAIN_MIN_CLICKS": "10",
+		"RERANK_RETRAIN_LEARNING_RATE": "0.001", "RERANK_RETRAIN_MAX_LENGTH": "64", "RERANK_RETRAIN_EVAL_DEPTH": "10",
+	} {
+		t.Setenv(k, v)
+	}
+	out, err = evalCLI(t, "retrain", "--data-dir", data)
+	if want := fmt.Sprintf("candidate v2 (parent v1, %d searches", n); err != nil || !strings.Contains(out, want) {
+		t.Fatalf("retrain on the imported log: %v, output lacks %q:\n%s", err, want, out)
+	}
+	summary := fmt.Sprintf("opensearch e2e: import-ubi: %d searches, %d clicks imported; after a node failure and a lost cursor, still %d and %d; retrain trained candidate v2 on them", n, l.clicks, n, l.clicks)
 	t.Log(summary)
 	fmt.Println(summary)
 
