@@ -192,7 +192,6 @@ type Hit struct {
 
 // SearchResult is the part of a search answer the callers read.
 type SearchResult struct {
-	Took int `json:"took"`
 	Hits struct {
 		Hits []Hit `json:"hits"`
 	} `json:"hits"`

@@ -69,6 +69,14 @@ fi
 OPENSEARCH_JAVA_HOME=$java_home OPENSEARCH_PATH_CONF=$run/config OPENSEARCH_TMPDIR=$run/tmp \
 	setsid "${as[@]}" "$run/home/bin/opensearch" >"$run/stdout.log" 2>&1 </dev/null &
 echo $! >"$run/pid"
+# With RERANK_OPENSEARCH_OWNER set to a pid (the Go tests set their own), the
+# node is stopped when that process is gone, even if it was killed before it
+# could run stop.sh.
+if [ -n "${RERANK_OPENSEARCH_OWNER:-}" ]; then
+	owner=$RERANK_OPENSEARCH_OWNER
+	setsid bash -c 'while kill -0 "$1" 2>/dev/null && [ -d "$2" ]; do sleep 2; done; [ -d "$2" ] && "$3" "$2"' \
+		watch "$owner" "$run" "$here/stop.sh" >/dev/null 2>&1 </dev/null &
+fi
 
 url=http://127.0.0.1:$port
 for _ in $(seq 240); do
