@@ -11,8 +11,10 @@ command -v mvn >/dev/null || { echo "fetch.sh: mvn not found (apt-get install ma
 # Into a temporary folder first, so an interrupted download never looks complete.
 tmp=$(mktemp -d "$cache/fetch.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies -DexcludeTransitive=true \
-	-DoutputDirectory="$tmp" >&2
-[ "$(find "$tmp" -name '*.zip' | wc -l)" -eq 5 ] || { echo "fetch.sh: expected 5 zips in $tmp" >&2; exit 1; }
-mv "$tmp"/*.zip "$zips"/
+# A throw-away local repository: the zips are kept once, in the cache, not
+# also in ~/.m2.
+mvn -q -B -f "$here/pom.xml" -Dmaven.repo.local="$tmp/m2" dependency:copy-dependencies -DexcludeTransitive=true \
+	-DoutputDirectory="$tmp/zips" >&2
+[ "$(find "$tmp/zips" -name '*.zip' | wc -l)" -eq 5 ] || { echo "fetch.sh: expected 5 zips in $tmp/zips" >&2; exit 1; }
+mv "$tmp"/zips/*.zip "$zips"/
 echo "$cache"
