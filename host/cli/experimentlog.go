@@ -76,12 +76,15 @@ Stop "rerank serve" on the same data folder first (one process opens the log).`,
 			if err != nil {
 				return err
 			}
-			e.Status = interleave.Running
-			v := retrain.ExperimentView{Experiment: e, Live: &res}
 			if showJSON {
-				return writeJSONOut(cmd.OutOrStdout(), v)
+				return writeJSONOut(cmd.OutOrStdout(), retrain.ExperimentView{Experiment: e, Live: &res})
 			}
-			printExperiment(cmd.OutOrStdout(), v)
+			from := "the start of the log"
+			if since != "" {
+				from = e.Started.Local().Format(time.DateTime)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s from the click log: %s, control %s vs treatment %s, searches since %s\n", e.ID, e.Method, e.Control, e.Treatment, from)
+			printTally(cmd.OutOrStdout(), e, &res)
 			return nil
 		},
 	}
