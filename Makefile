@@ -10,7 +10,7 @@ TESTFLAGS ?=
 PKGS ?= ./...
 BENCHFLAGS ?= -run='^$$' -bench=. -benchmem
 
-.PHONY: all setup build test demo bench bench-model clean env compat-header check-setup proto
+.PHONY: all setup build test demo bench bench-model clean env compat-header check-setup proto opensearch-fetch test-opensearch bench-opensearch
 
 all: build
 
@@ -27,8 +27,21 @@ build: check-setup
 test: check-setup
 	@minilm=$${RERANK_MINILM_DIR:-$$(plugin/libtorch/find-minilm.sh)}; \
 	if [ -n "$$minilm" ]; then export RERANK_MINILM_DIR="$$minilm"; echo "RERANK_MINILM_DIR=$$minilm"; fi; \
-	echo "$(GO) test $(TESTFLAGS) $(PKGS)"; \
-	$(GO) test $(TESTFLAGS) $(PKGS)
+	echo "$(GO) test -timeout 30m $(TESTFLAGS) $(PKGS)"; \
+	$(GO) test -timeout 30m $(TESTFLAGS) $(PKGS)
+
+# OpenSearch: the pinned node (host/opensearch/node, ~430 MB once, cached in
+# ~/.cache/rerank-opensearch), the end-to-end test against it (run by make test
+# too, skipped without Java or the artifacts; verbose here, for its figures),
+# and the load comparison of OpenSearch alone and with our rerank stage.
+opensearch-fetch:
+	host/opensearch/node/fetch.sh
+
+test-opensearch: check-setup
+	$(GO) test -count=1 -v -timeout 20m -run 'TestOpenSearchRerankStage' ./host/cli
+
+bench-opensearch: check-setup
+	RERANK_OPENSEARCH_LOAD=1 $(GO) test -count=1 -v -timeout 30m -run 'TestOpenSearchLoad' ./host/cli
 
 # The closed loop end to end on testdata/scifact-sample (see rerank demo --help),
 # e.g. make demo DEMOFLAGS='--dir demo-data --serve'.

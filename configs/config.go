@@ -33,6 +33,7 @@ type Config struct {
 	Listen     string     `mapstructure:"listen"`
 	DataDir    string     `mapstructure:"data_dir"`
 	IndexDir   string     `mapstructure:"index_dir"`
+	RerankOnly bool       `mapstructure:"rerank_only"`
 	AdminToken string     `mapstructure:"admin_token"`
 	Log        Log        `mapstructure:"log"`
 	HTTP       HTTP       `mapstructure:"http"`
@@ -231,13 +232,16 @@ const (
 	FlagListen  = "listen"
 	FlagIndex   = "index"
 	FlagDataDir = "data-dir"
+	// FlagRerankOnly is serve's alone.
+	FlagRerankOnly = "rerank-only"
 )
 
 // flagKeys maps each state flag to its configuration key.
 var flagKeys = map[string]string{
-	FlagListen:  "listen",
-	FlagIndex:   "index_dir",
-	FlagDataDir: "data_dir",
+	FlagListen:     "listen",
+	FlagIndex:      "index_dir",
+	FlagDataDir:    "data_dir",
+	FlagRerankOnly: "rerank_only",
 }
 
 // AddFlags registers --config, --listen, --index and --data-dir on fs. Their

@@ -9,7 +9,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 
 	"github.com/rerankloop/rerank/configs"
@@ -76,7 +78,7 @@ func Open(ctx context.Context, o Options) (h *Host, err error) {
 		if err := search.SetBM25(cfg.BM25.K1, cfg.BM25.B); err != nil {
 			return h, err
 		}
-		if h.Index, err = search.Open(cfg.IndexDir); err != nil {
+		if h.Index, err = OpenIndex(ctx, cfg.IndexDir, cfg.RerankOnly); err != nil {
 			return h, err
 		}
 		h.onClose(h.Index.Close)
@@ -170,6 +172,23 @@ func (h *Host) Close() error {
 	}
 	h.closers = nil
 	return first
+}
+
+// OpenIndex opens the index at dir; with create, an empty one is built there
+// first when there is none: a rerank-only host serves no searches, and its
+// retrain loop reads documents from this index once `rerank index` or
+// `rerank logs import-ubi --copy-docs-from` fills it.
+func OpenIndex(ctx context.Context, dir string, create bool) (*search.Index, error) {
+	if create {
+		_, err := os.Stat(filepath.Join(dir, "index_meta.json"))
+		if errors.Is(err, fs.ErrNotExist) {
+			err = search.Build(ctx, dir, func(func(search.Doc) error) error { return nil }, search.Options{}, nil)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return search.Open(dir)
 }
 
 // LogOptions maps the clicklog section of the configuration onto the

@@ -153,7 +153,7 @@ The host needs admin_token; every subcommand takes --host and --token.`,
 			return nil
 		},
 	}
-	exp.AddCommand(start, status, stop, list)
+	exp.AddCommand(start, status, stop, list, evaluateLogCommand())
 	rootCmd.AddCommand(exp)
 }
 
@@ -188,6 +188,11 @@ func printExperiment(w io.Writer, v lifecycle.ExperimentView) {
 		fmt.Fprintln(w, "no tally recorded")
 		return
 	}
+	printTally(w, e, res)
+}
+
+// printTally shows an experiment's tally and the stopping rule's verdict.
+func printTally(w io.Writer, e interleave.Experiment, res *interleave.Result) {
 	if il := res.Interleave; il != nil {
 		fmt.Fprintf(w, "%d interleaved searches, %d with clicks: treatment wins %d, ties %d, control wins %d\n",
 			il.Searches, il.Clicked, il.TreatmentWins, il.Ties, il.ControlWins)

@@ -113,7 +113,7 @@ retention sees. Importing again adds nothing.`,
 	}
 	importTREC.Flags().StringVar(&base, "base-time", "", "time of the log's start, RFC 3339 (default now)")
 
-	logs.AddCommand(export, importTREC)
+	logs.AddCommand(export, importTREC, importUBICommand())
 	rootCmd.AddCommand(logs)
 }
 
@@ -124,6 +124,11 @@ func openClickLog(fs *pflag.FlagSet) (*clicklog.Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	return openClickLogOf(cfg)
+}
+
+// openClickLogOf opens cfg's click log with cfg's options.
+func openClickLogOf(cfg configs.Config) (*clicklog.Store, error) {
 	opts, err := app.LogOptions(cfg)
 	if err != nil {
 		return nil, err

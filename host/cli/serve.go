@@ -51,6 +51,7 @@ Stops cleanly on SIGINT or SIGTERM.`,
 		},
 	}
 	configs.AddFlags(cmd.Flags())
+	cmd.Flags().Bool(configs.FlagRerankOnly, false, "serve only /v1/rerank, the admin endpoints, health and metrics: the rerank stage of a cluster (OpenSearch)")
 	rootCmd.AddCommand(cmd)
 }
 

@@ -93,6 +93,13 @@ type host struct {
 func startHost(t *testing.T, data, index string) *host {
 	t.Helper()
 	cmd := rerank(t, "serve", "--listen", "127.0.0.1:0", "--data-dir", data, "--index", index)
+	return &host{cmd: cmd, base: serveAddr(t, cmd)}
+}
+
+// serveAddr starts a `rerank serve` child, stopped when the test ends, and
+// returns the base URL it listens on.
+func serveAddr(t *testing.T, cmd *exec.Cmd) string {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -102,16 +109,18 @@ func startHost(t *testing.T, data, index string) *host {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	sc := bufio.NewScanner(stderr)
+	var lines []string
 	for sc.Scan() {
 		line := sc.Text()
+		lines = append(lines, line)
 		if _, addr, ok := strings.Cut(line, "addr=http://"); ok {
 			addr, _, _ = strings.Cut(addr, " ")
 			go io.Copy(io.Discard, stderr)
-			return &host{cmd: cmd, base: "http://" + addr}
+			return "http://" + addr
 		}
 	}
-	t.Fatalf("serve exited before listening")
-	return nil
+	t.Fatalf("serve exited before listening:\n%s", strings.Join(lines, "\n"))
+	return ""
 }
 
 func postJSON(c *http.Client, u string, body any) (int, error) {

@@ -29,8 +29,11 @@ type cohereRequest struct {
 }
 
 type cohereResult struct {
-	Index          int           `json:"index"`
-	RelevanceScore float64       `json:"relevance_score"`
+	Index int `json:"index"`
+	// float32, as the model scores: written in float32's shortest form, a
+	// score parses as a Double in OpenSearch (17 digits become a BigDecimal
+	// that its cohere.rerank post-process function cannot cast).
+	RelevanceScore float32       `json:"relevance_score"`
 	Document       *cohereDocOut `json:"document,omitempty"`
 }
 
@@ -115,7 +118,7 @@ func (s *Server) handleCohereRerank(w http.ResponseWriter, r *http.Request) {
 		out.Meta["model_version"] = res.ModelVersion
 	}
 	for i, rk := range res.Ranking[:topN] {
-		out.Results[i] = cohereResult{Index: rk.Index, RelevanceScore: float64(res.Scores[rk.Index])}
+		out.Results[i] = cohereResult{Index: rk.Index, RelevanceScore: res.Scores[rk.Index]}
 		if req.ReturnDocuments {
 			out.Results[i].Document = &cohereDocOut{Text: docs[rk.Index]}
 		}

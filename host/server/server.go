@@ -102,21 +102,31 @@ func New(o Options) (*Server, error) {
 	}
 	s.metrics.watchDocs(s.ix.Count)
 
-	s.route("/search", "search", sameSite(s.handleSearch), http.MethodGet, http.MethodPost)
-	s.route("/click", "click", sameSite(s.handleClick), http.MethodGet, http.MethodPost)
-	s.route("/docs/{id...}", "docs", s.handleDocJSON, http.MethodGet)
-	s.route("/doc/{id...}", "doc_page", s.handleDocPage, http.MethodGet)
+	if s.cfg.RerankOnly {
+		s.route("/", "rerank_only", handleRerankOnly)
+	} else {
+		s.route("/search", "search", sameSite(s.handleSearch), http.MethodGet, http.MethodPost)
+		s.route("/click", "click", sameSite(s.handleClick), http.MethodGet, http.MethodPost)
+		s.route("/docs/{id...}", "docs", s.handleDocJSON, http.MethodGet)
+		s.route("/doc/{id...}", "doc_page", s.handleDocPage, http.MethodGet)
+		s.route("/admin/docs", "admin_docs", s.bearer(s.cfg.AdminToken, "admin_token", true, s.handleAdminPut), http.MethodPost)
+		s.route("/admin/docs/{id...}", "admin_doc", s.bearer(s.cfg.AdminToken, "admin_token", true, s.handleAdminDoc), http.MethodPut, http.MethodDelete)
+		s.route("/static/", "static", staticHandler().ServeHTTP, http.MethodGet)
+		s.route("/", "page", s.handlePage) // checks its own method: other paths get a 404
+	}
 	s.route("/v1/rerank", "v1_rerank", s.bearer(s.cfg.Rerank.APIKey, "rerank.api_key", false, s.handleCohereRerank), http.MethodPost)
-	s.route("/admin/docs", "admin_docs", s.bearer(s.cfg.AdminToken, "admin_token", true, s.handleAdminPut), http.MethodPost)
-	s.route("/admin/docs/{id...}", "admin_doc", s.bearer(s.cfg.AdminToken, "admin_token", true, s.handleAdminDoc), http.MethodPut, http.MethodDelete)
 	s.routeLoop()
 	s.route("/healthz", "healthz", s.handleHealthz, http.MethodGet)
 	s.route("/readyz", "readyz", s.handleReadyz, http.MethodGet)
 	metrics := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
 	s.route("/metrics", "metrics", metrics.ServeHTTP, http.MethodGet)
-	s.route("/static/", "static", staticHandler().ServeHTTP, http.MethodGet)
-	s.route("/", "page", s.handlePage) // checks its own method: other paths get a 404
 	return s, nil
+}
+
+// handleRerankOnly answers what a rerank-only host does not serve: searches,
+// clicks, documents and the page belong to the cluster in front of it.
+func handleRerankOnly(w http.ResponseWriter, r *http.Request) {
+	writeError(w, http.StatusNotFound, fmt.Sprintf("%s: this host serves only /v1/rerank, /admin/..., /models, /healthz, /readyz and /metrics (rerank_only): search through the cluster", r.URL.Path))
 }
 
 // Handler is the HTTP handler.
