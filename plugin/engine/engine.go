@@ -41,6 +41,16 @@ type Options struct {
 	MaxLength int
 	// BatchSize is the most pairs in one forward pass (default 32).
 	BatchSize int
+	// BatchTokens, when positive, sizes batches by padded tokens instead:
+	// pairs run longest first, and a batch takes pairs while their count
+	// times its longest pair's length stays within BatchTokens, so short
+	// pairs share larger batches. 0 is the default: 65536 on CUDA (256
+	// pairs of 256 tokens), none on CPU; negative: none.
+	BatchTokens int
+	// Precision is the arithmetic of forward passes: auto (bf16 autocast
+	// and TF32 matrix products on CUDA, fp32 on CPU), fp32, bf16 or fp16
+	// (see bert.Precision). Scores come back as float32 either way.
+	Precision string
 	// Window scores long documents as overlapping windows and keeps the best
 	// window's score instead of truncating; Stride is the overlap in tokens.
 	Window bool
@@ -161,8 +171,9 @@ var errModelChanged = errors.New("the model changed while the request was queued
 
 // Engine implements contract.Reranker.
 type Engine struct {
-	opts   Options
-	device gotch.Device
+	opts      Options
+	device    gotch.Device
+	precision bert.Precision
 
 	mu      sync.RWMutex
 	models  map[string]*loaded
@@ -205,6 +216,19 @@ func New(opts Options) (*Engine, error) {
 		e.device = gotch.CudaIfAvailable()
 	default:
 		return nil, fmt.Errorf("unknown device %q (want auto, cpu or cuda)", opts.Device)
+	}
+	var err error
+	if e.precision, err = bert.ParsePrecision(opts.Precision, e.device); err != nil {
+		return nil, err
+	}
+	if e.device != gotch.CPU {
+		if e.opts.BatchTokens == 0 {
+			e.opts.BatchTokens = 1 << 16
+		}
+		// TF32 follows the precision: an explicit fp32 keeps exact float32 products.
+		if err := bert.SetTF32(e.precision != bert.FP32); err != nil {
+			return nil, err
+		}
 	}
 	if opts.CacheDir == "" {
 		dir, err := os.MkdirTemp("", "rerank-embeddings-")
@@ -348,10 +372,10 @@ func (e *Engine) score(l *loaded, rs []*request) error {
 		pairs = append(pairs, r.pairs...)
 	}
 	sort.SliceStable(pairs, func(i, j int) bool { return len(pairs[i].enc.IDs) > len(pairs[j].enc.IDs) })
-	chunk := make([]pair, 0, e.opts.BatchSize)
+	var chunk []pair
 	for next := 0; next < len(pairs); {
 		chunk = chunk[:0]
-		for ; next < len(pairs) && len(chunk) < e.opts.BatchSize; next++ {
+		for ; next < len(pairs) && e.fits(chunk, pairs[next]); next++ {
 			if pairs[next].req.ctx.Err() == nil {
 				chunk = append(chunk, pairs[next])
 			}
@@ -388,6 +412,17 @@ func (e *Engine) score(l *loaded, rs []*request) error {
 		}
 	}
 	return nil
+}
+
+// fits says whether p joins chunk, whose pairs are sorted longest first.
+func (e *Engine) fits(chunk []pair, p pair) bool {
+	if len(chunk) == 0 {
+		return true
+	}
+	if e.opts.BatchTokens > 0 {
+		return (len(chunk)+1)*len(chunk[0].enc.IDs) <= e.opts.BatchTokens
+	}
+	return len(chunk) < e.opts.BatchSize
 }
 
 // embed stores the embedding of each text of chunk in its request.
@@ -652,6 +687,7 @@ func (e *Engine) Load(ctx context.Context, req contract.LoadRequest) (contract.M
 		if err != nil {
 			return
 		}
+		m.Precision = e.precision
 		if err = warm(m, tok); err != nil {
 			m.Free()
 		}
