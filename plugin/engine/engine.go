@@ -39,13 +39,13 @@ type Options struct {
 	Threads int
 	// MaxLength truncates each (query, document) pair, in tokens (default 512).
 	MaxLength int
-	// BatchSize is the most pairs in one forward pass (default 32).
+	// BatchSize is the most pairs in one forward pass (default 32 on CPU,
+	// 256 on CUDA).
 	BatchSize int
-	// BatchTokens, when positive, sizes batches by padded tokens instead:
-	// pairs run longest first, and a batch takes pairs while their count
-	// times its longest pair's length stays within BatchTokens, so short
-	// pairs share larger batches. 0 is the default: 65536 on CUDA (256
-	// pairs of 256 tokens), none on CPU; negative: none.
+	// BatchTokens is the most padded tokens (pairs x the longest) in one
+	// forward pass. Pairs run longest first, so short pairs share larger
+	// batches. 0 is the default: cpuBatchTokens on CPU, 65536 on CUDA (256
+	// pairs of 256 tokens); negative: no limit.
 	BatchTokens int
 	// Precision is the arithmetic of forward passes: auto (bf16 autocast
 	// and TF32 matrix products on CUDA, fp32 on CPU), fp32, bf16 or fp16
@@ -81,9 +81,6 @@ func (o *Options) defaults() {
 	}
 	if o.MaxLength <= 0 {
 		o.MaxLength = 512
-	}
-	if o.BatchSize <= 0 {
-		o.BatchSize = 32
 	}
 	if o.Stride <= 0 {
 		o.Stride = 64
@@ -221,14 +218,19 @@ func New(opts Options) (*Engine, error) {
 	if e.precision, err = bert.ParsePrecision(opts.Precision, e.device); err != nil {
 		return nil, err
 	}
+	batchSize, batchTokens := 32, cpuBatchTokens
 	if e.device != gotch.CPU {
-		if e.opts.BatchTokens == 0 {
-			e.opts.BatchTokens = 1 << 16
-		}
+		batchSize, batchTokens = 256, 1<<16
 		// TF32 follows the precision: an explicit fp32 keeps exact float32 products.
 		if err := bert.SetTF32(e.precision != bert.FP32); err != nil {
 			return nil, err
 		}
+	}
+	if e.opts.BatchSize <= 0 {
+		e.opts.BatchSize = batchSize
+	}
+	if e.opts.BatchTokens == 0 {
+		e.opts.BatchTokens = batchTokens
 	}
 	if opts.CacheDir == "" {
 		dir, err := os.MkdirTemp("", "rerank-embeddings-")
@@ -414,15 +416,20 @@ func (e *Engine) score(l *loaded, rs []*request) error {
 	return nil
 }
 
+// cpuBatchTokens is the CPU's default token budget of a forward pass: past
+// it, the CPU time per pair grows with the batch (its intermediate tensors
+// outgrow the caches, and padding grows), measured on 2 cores with MiniLM.
+const cpuBatchTokens = 4096
+
 // fits says whether p joins chunk, whose pairs are sorted longest first.
 func (e *Engine) fits(chunk []pair, p pair) bool {
 	if len(chunk) == 0 {
 		return true
 	}
-	if e.opts.BatchTokens > 0 {
-		return (len(chunk)+1)*len(chunk[0].enc.IDs) <= e.opts.BatchTokens
+	if len(chunk) >= e.opts.BatchSize {
+		return false
 	}
-	return len(chunk) < e.opts.BatchSize
+	return e.opts.BatchTokens < 0 || (len(chunk)+1)*len(chunk[0].enc.IDs) <= e.opts.BatchTokens
 }
 
 // embed stores the embedding of each text of chunk in its request.

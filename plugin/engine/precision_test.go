@@ -67,31 +67,45 @@ func TestAutoPrecisionIsFP32OnCPU(t *testing.T) {
 	}
 }
 
-// TestBatchTokens: with a token budget, batches take pairs (longest first)
-// while pairs x the longest stays within it, whatever BatchSize says.
-func TestBatchTokens(t *testing.T) {
-	e := &Engine{opts: Options{BatchSize: 4, BatchTokens: 1000}}
-	lens := []int{300, 300, 300, 300, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 20}
+// batchLengths batches pairs of these lengths (sorted longest first) as
+// score does and returns each batch's lengths.
+func batchLengths(e *Engine, lens []int) [][]int {
 	var batches [][]int
 	var chunk []pair
 	for _, n := range lens {
 		p := pair{enc: tokenize.Pair{IDs: make([]int64, n)}}
-		if !e.fits(chunk, p) {
+		if len(chunk) == 0 || !e.fits(chunk, p) {
 			batches = append(batches, nil)
 			chunk = chunk[:0]
-		}
-		if len(batches) == 0 {
-			batches = append(batches, nil)
 		}
 		chunk = append(chunk, p)
 		batches[len(batches)-1] = append(batches[len(batches)-1], n)
 	}
-	want := [][]int{{300, 300, 300}, {300, 100, 100}, {100, 100, 100, 100, 100, 100, 100, 100, 100, 20}}
-	if !slices.EqualFunc(batches, want, slices.Equal) {
-		t.Errorf("batches %v, want %v", batches, want)
+	return batches
+}
+
+// TestBatchTokens: a batch takes pairs (longest first) while it holds
+// fewer than BatchSize and pairs x the longest stays within BatchTokens.
+func TestBatchTokens(t *testing.T) {
+	lens := []int{300, 300, 300, 300, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 20}
+	for _, c := range []struct {
+		size, tokens int
+		want         [][]int
+	}{
+		{12, 1000, [][]int{{300, 300, 300}, {300, 100, 100}, {100, 100, 100, 100, 100, 100, 100, 100, 100, 20}}},
+		{5, 1000, [][]int{{300, 300, 300}, {300, 100, 100}, {100, 100, 100, 100, 100}, {100, 100, 100, 100, 20}}},
+		{8, -1, [][]int{{300, 300, 300, 300, 100, 100, 100, 100}, {100, 100, 100, 100, 100, 100, 100, 20}}},
+	} {
+		e := &Engine{opts: Options{BatchSize: c.size, BatchTokens: c.tokens}}
+		if got := batchLengths(e, lens); !slices.EqualFunc(got, c.want, slices.Equal) {
+			t.Errorf("BatchSize %d, BatchTokens %d: batches %v, want %v", c.size, c.tokens, got, c.want)
+		}
 	}
-	e.opts.BatchTokens = 0
-	if !e.fits(make([]pair, 3), pair{}) || e.fits(make([]pair, 4), pair{}) {
-		t.Error("without a token budget a batch holds BatchSize (4) pairs")
+}
+
+func TestBatchDefaults(t *testing.T) {
+	e := newEngine(t, Options{Device: "cpu"})
+	if e.opts.BatchSize != 32 || e.opts.BatchTokens != cpuBatchTokens {
+		t.Errorf("CPU defaults: BatchSize %d, BatchTokens %d; want 32 and %d", e.opts.BatchSize, e.opts.BatchTokens, cpuBatchTokens)
 	}
 }
