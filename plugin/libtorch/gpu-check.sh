@@ -286,7 +286,7 @@ run() {
 	for prec in fp32 bf16; do
 		[[ ${status[build]:-} == ok ]] || break
 		RERANK_BENCH_DEVICE=$device RERANK_BENCH_BATCHES=$batches RERANK_BENCH_PRECISION=$prec \
-			BENCHTIME="${GPU_CHECK_BENCHTIME:-8x}" BENCH_OUT="$out/bench-$prec" PYREF="$py" \
+			BENCHTIME="${GPU_CHECK_BENCHTIME:-8x}" BENCH_OUT="$unpacked/bench-$prec" PYREF="$py" \
 			BENCH_RANDOM_MODEL=1 \
 			step "bench-$prec" 150 bash "$root/plugin/testdata/reference/bench-model.sh"
 	done
@@ -353,11 +353,11 @@ report() {
 	fi
 	local prec
 	for prec in fp32 bf16; do
-		[[ -f $out/bench-$prec/table.md ]] || continue
+		[[ -f $unpacked/bench-$prec/table.md ]] || continue
 		echo
 		echo "Cross-encoder throughput on $device, $prec (make bench-model's table: ours against sentence-transformers, MiniLM-L6-shaped, SciFact pairs):"
 		echo
-		cat "$out/bench-$prec/table.md"
+		cat "$unpacked/bench-$prec/table.md"
 	done
 	if [[ -n ${ft_report:-} ]]; then
 		echo
