@@ -57,7 +57,7 @@ say "$(go version)"
 # --- libtorch: PyPI's torch wheel ---------------------------------------------------
 # Unless LIBTORCH names another, the libtorch is that of PyPI's torch wheel,
 # unpacked into .build (the wheel is not kept). On CPU only its CPU libraries
-# and headers (470 MB): no CUDA wheels, no driver; libtorch_cpu's two CUDA
+# and headers (494 MB): no CUDA wheels, no driver; libtorch_cpu's two CUDA
 # runtime libraries get stand-ins built here (standins.sh). With a GPU, pip
 # installs the wheel with its CUDA wheels (several GB).
 if [[ -n $pypi ]]; then
