@@ -16,6 +16,7 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
+	"github.com/rerankloop/rerank/plugin/bert"
 	"github.com/rerankloop/rerank/plugin/checkpoint"
 	"github.com/rerankloop/rerank/plugin/contract"
 	"github.com/rerankloop/rerank/plugin/tokenize"
@@ -193,16 +194,33 @@ func BenchmarkRerankLatency(b *testing.B) {
 	}
 }
 
-// BenchmarkMatmulPeak is the machine's fp32 matmul rate through libtorch,
-// the ceiling the forward pass is compared against.
+// BenchmarkMatmulPeak is the machine's fp32 matmul rate through libtorch on
+// the benchmark device (TF32 off), the ceiling the forward pass is compared
+// against.
 func BenchmarkMatmulPeak(b *testing.B) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	device := gotch.CPU
+	if benchDevice() == "cuda" {
+		device = gotch.CudaIfAvailable()
+	}
+	// An engine made by an earlier benchmark may have turned TF32 on.
+	if err := bert.SetTF32(false); err != nil {
+		b.Fatal(err)
+	}
 	const n = 1024
-	x := ts.MustRandn([]int64{n, n}, gotch.Float, gotch.CPU)
-	y := ts.MustRandn([]int64{n, n}, gotch.Float, gotch.CPU)
+	x := ts.MustRandn([]int64{n, n}, gotch.Float, device)
+	y := ts.MustRandn([]int64{n, n}, gotch.Float, device)
 	defer x.Drop()
 	defer y.Drop()
+	sync := func() {
+		if device != gotch.CPU {
+			if err := ts.CudaSynchronize(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	sync()
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
@@ -212,5 +230,6 @@ func BenchmarkMatmulPeak(b *testing.B) {
 		}
 		z.Drop()
 	}
+	sync()
 	b.ReportMetric(2*n*n*n*float64(b.N)/time.Since(start).Seconds()/1e9, "GFLOP/s")
 }

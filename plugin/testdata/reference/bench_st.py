@@ -117,12 +117,12 @@ def main():
         model = refmodels.build_minilm_ce()
 
     dev = args.device
+    peak = matmul_peak(dev)  # fp32, before TF32 is allowed below
     if args.precision == "fp32":
         autocast = contextlib.nullcontext()
     else:
         torch.backends.cuda.matmul.allow_tf32 = True
         autocast = torch.autocast(dev, dtype=torch.bfloat16 if args.precision == "bf16" else torch.float16)
-    peak = matmul_peak(dev)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         refmodels.save_ce_folder(model, tok, Path(tmp))
