@@ -18,6 +18,8 @@
 # bi-encoder is left out.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
+# The cgo flags, when not run by make (plugin/libtorch/env.mk).
+[[ -n ${CGO_CXXFLAGS:-} ]] || eval "$(make -s env)"
 py=${PYREF:-python3}
 ref=plugin/testdata/reference
 device=${RERANK_BENCH_DEVICE:-cpu}
