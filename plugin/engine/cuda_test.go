@@ -18,7 +18,7 @@ import (
 // with RERANK_REQUIRE_CUDA=1, where a skip would hide a build that lost CUDA
 // (libtorch_cuda dropped at link time makes CUDA report unavailable).
 
-// cudaTolerance bounds |GPU logit - CPU logit|: both run fp32 (libtorch
+// cudaTolerance bounds |GPU logit - CPU logit|: both run fp32 (precision fp32
 // leaves TF32 off for matmuls), so only summation order differs.
 const cudaTolerance = 1e-3
 
@@ -52,7 +52,7 @@ func TestCUDAMatchesCPU(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			scores := map[string][]float32{}
 			for _, device := range []string{"cpu", "cuda"} {
-				e := newEngine(t, Options{Device: device, MaxLength: 512, BatchSize: 32})
+				e := newEngine(t, Options{Device: device, Precision: "fp32", MaxLength: 512, BatchSize: 32})
 				info, err := e.Load(context.Background(), contract.LoadRequest{Path: m.dir, Serve: true})
 				if err != nil {
 					t.Fatal(err)

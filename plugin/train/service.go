@@ -18,9 +18,10 @@ import (
 // OS thread of its own, beside the engine's inference thread (libtorch's
 // grad mode is per thread, so the engine keeps serving without autograd).
 type Service struct {
-	device  gotch.Device
-	threads int
-	busy    atomic.Bool
+	device    gotch.Device
+	threads   int
+	precision bert.Precision
+	busy      atomic.Bool
 }
 
 // NewService trains on device ("cpu" or "cuda:N", as engine.Engine.Device
@@ -30,7 +31,23 @@ func NewService(device string, threads int) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{device: d, threads: threads}, nil
+	s := &Service{device: d, threads: threads}
+	return s, s.SetPrecision("auto")
+}
+
+// SetPrecision chooses the arithmetic of training steps and evaluations
+// (see bert.ParsePrecision; auto is bf16 autocast on CUDA, fp32 on CPU).
+// fp16 is refused: without loss scaling its gradients underflow.
+func (s *Service) SetPrecision(name string) error {
+	p, err := bert.ParsePrecision(name, s.device)
+	if err != nil {
+		return err
+	}
+	if p == bert.FP16 {
+		return fmt.Errorf("precision fp16: training needs loss scaling for it; use bf16")
+	}
+	s.precision = p
+	return nil
 }
 
 func parseDevice(name string) (gotch.Device, error) {
@@ -62,7 +79,7 @@ func (s *Service) Finetune(ctx context.Context, req contract.FinetuneRequest, pr
 		// were changed, ends with the goroutine.
 		runtime.LockOSThread()
 		bert.SetThreads(s.threads)
-		res, err := run(ctx, req, s.device, progress)
+		res, err := run(ctx, req, s.device, s.precision, progress)
 		done <- outcome{res, err}
 	}()
 	o := <-done

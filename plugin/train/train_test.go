@@ -52,7 +52,7 @@ func TestTrainingLearnsSeparableTask(t *testing.T) {
 	}
 	// The start names the versions, the binary and the configuration.
 	joined := strings.Join(messages, "\n")
-	for _, want := range []string{"gotch v0.9.1", "libtorch 1.13", "binary ", "config {", `"LearningRate":0.003`, "learning rate 0.003 is outside"} {
+	for _, want := range []string{"gotch v0.9.1", "libtorch 2.11", "binary ", "config {", `"LearningRate":0.003`, "learning rate 0.003 is outside"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("start messages lack %q:\n%s", want, joined)
 		}

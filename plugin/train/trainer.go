@@ -34,6 +34,7 @@ type trainer struct {
 	req      contract.FinetuneRequest
 	cfg      contract.TrainConfig
 	device   gotch.Device
+	prec     bert.Precision
 	out      string
 	progress func(contract.FinetuneProgress)
 
@@ -65,7 +66,7 @@ type trainer struct {
 // run trains as req says. It must run on a goroutine whose OS thread is
 // locked (see Service). Divergence and early stopping end it without an
 // error; cancellation returns the result so far with ctx's error.
-func run(ctx context.Context, req contract.FinetuneRequest, device gotch.Device, progress func(contract.FinetuneProgress)) (contract.FinetuneResult, error) {
+func run(ctx context.Context, req contract.FinetuneRequest, device gotch.Device, prec bert.Precision, progress func(contract.FinetuneProgress)) (contract.FinetuneResult, error) {
 	if progress == nil {
 		progress = func(contract.FinetuneProgress) {}
 	}
@@ -73,7 +74,7 @@ func run(ctx context.Context, req contract.FinetuneRequest, device gotch.Device,
 	if _, err := ts.GradSetEnabled(true); err != nil {
 		return contract.FinetuneResult{}, err
 	}
-	t := &trainer{req: req, device: device, progress: progress}
+	t := &trainer{req: req, device: device, prec: prec, progress: progress}
 	defer t.close()
 	if err := t.setup(); err != nil {
 		return contract.FinetuneResult{}, err
@@ -125,7 +126,7 @@ func (t *trainer) setup() error {
 	}
 	v := readVersions(deviceName(t.device))
 	t.rep.Environment = v
-	t.log("gotch %s, libtorch %s (headers %s) from %s, BLAS %s, %s, device %s", v.Gotch, v.TorchRuntime, v.TorchHeaders, v.TorchLibrary, v.BLAS, v.Go, v.Device)
+	t.log("gotch %s, libtorch %s (headers %s) from %s, BLAS %s, %s, device %s, precision %s", v.Gotch, v.TorchRuntime, v.TorchHeaders, v.TorchLibrary, v.BLAS, v.Go, v.Device, t.prec)
 	t.log("binary %s", v.Binary)
 
 	// Resume from the latest checkpoint, or refuse to mix two runs in one folder.
@@ -162,6 +163,7 @@ func (t *trainer) setup() error {
 	if err != nil {
 		return err
 	}
+	model.Precision = t.prec
 	t.model = model
 	if p, found, err := fusion.Read(req.BaseModel); err != nil {
 		return err

@@ -22,7 +22,9 @@ func main() {
 	flag.StringVar(&o.Device, "device", "auto", "auto, cpu or cuda")
 	flag.IntVar(&o.Threads, "threads", 0, "ATen intra-op threads (0: libtorch default)")
 	flag.IntVar(&o.MaxLength, "max-length", 512, "tokens per (query, document) pair")
-	flag.IntVar(&o.BatchSize, "batch-size", 32, "pairs per forward pass")
+	flag.IntVar(&o.BatchSize, "batch-size", 0, "most pairs per forward pass (0: 32 on CPU, 256 on CUDA)")
+	flag.IntVar(&o.BatchTokens, "batch-tokens", 0, "most padded tokens per forward pass (0: 4096 on CPU, 65536 on CUDA; -1: no limit)")
+	flag.StringVar(&o.Precision, "precision", "auto", "auto (bf16 autocast and TF32 on CUDA, fp32 on CPU), fp32, bf16 or fp16; training takes auto, fp32 or bf16")
 	flag.BoolVar(&o.Window, "window", false, "score long documents as windows, keep the best")
 	flag.IntVar(&o.Stride, "stride", 64, "overlap of consecutive windows, in tokens")
 	flag.DurationVar(&o.MaxWait, "max-wait", 2*time.Millisecond, "micro-batching wait for more requests")
@@ -46,6 +48,9 @@ func main() {
 	defer e.Close()
 	// Fine-tunes run on their own thread beside the engine's, which keeps serving.
 	trainer, err := train.NewService(e.Device(), o.Threads)
+	if err == nil {
+		err = trainer.SetPrecision(o.Precision)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "rerank-plugin:", err)
 		os.Exit(1)

@@ -9,9 +9,9 @@
 //
 // Usage (the Makefile's compat-header target runs it):
 //
-//	go run ./plugin/libtorch/gencompat -out plugin/libtorch/compat-1.13.h \
-//	    -label "libtorch 1.13.1" -ref .build/torch-2.1.0/torch/include \
-//	    -I /usr/include -I /usr/include/torch/csrc/api/include
+//	go run ./plugin/libtorch/gencompat -out plugin/libtorch/compat-2.11.h \
+//	    -label "libtorch 2.11 (CPU)" -ref .build/torch-2.1.0/torch/include \
+//	    -I $LIBTORCH/include -I $LIBTORCH/include/torch/csrc/api/include
 package main
 
 import (

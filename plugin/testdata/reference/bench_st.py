@@ -1,13 +1,18 @@
 #!/usr/bin/env python
-"""sentence-transformers CrossEncoder.predict throughput on SciFact (claim, abstract) pairs, on CPU.
+"""sentence-transformers CrossEncoder.predict throughput on SciFact (claim, abstract) pairs.
 
     /opt/pyref/bin/python plugin/testdata/reference/bench_st.py [--pairs 512] [--lengths 256 512] \\
-        [--batches 8 32 64] [--threads 2] [--shared /work/shared]
+        [--batches 8 32 64] [--threads 2] [--device cpu|cuda] [--precision fp32|bf16|fp16] [--shared /work/shared]
 
 The model is the MiniLM cross-encoder (all-MiniLM-L6-v2 encoder + plugin/testdata/minilm-head.safetensors),
 saved to a temporary folder and loaded with CrossEncoder(folder, max_length=L). Pairs are the train claims
 with their relevant abstracts, then one other abstract per claim, in file order (deterministic).
-Prints one JSON object; pairs/s counts the timed predict() call only (after one warm-up batch).
+Prints one JSON object; pairs/s counts the timed predict() call only (after one warm-up batch), and pairs
+per CPU-second the process's CPU time during it (steadier on a machine shared with other jobs). Per row
+also GFLOP/s (the dense layers and attention products of the batches predict() pads, in its order, as
+plugin/engine's forwardFLOPs counts them) and the process's peak memory so far (resident on CPU, CUDA
+allocations on a GPU); once the fp32 1024x1024 matmul peak, as plugin/engine's BenchmarkMatmulPeak measures
+it. bf16/fp16 run predict() under torch.autocast with TF32 matmuls, as the engine's autocast does.
 """
 
 import os
@@ -17,9 +22,11 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
+import resource  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -43,6 +50,33 @@ def scifact_pairs(shared: Path, n: int) -> list:
     return pairs[:n]
 
 
+def forward_flops(cfg, batch: int, seq_len: int) -> float:
+    h, f, t = cfg.hidden_size, cfg.intermediate_size, seq_len
+    return batch * cfg.num_hidden_layers * (2 * t * (4 * h * h + 2 * h * f) + 2 * 2 * t * t * h)
+
+
+def sync(device: str):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_mb(device: str) -> float:
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def matmul_peak(device: str, n: int = 1024, reps: int = 20) -> float:
+    x, y = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    (x @ y).sum().item()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        x @ y
+    sync(device)
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=512)
@@ -51,6 +85,12 @@ def main():
     ap.add_argument("--lengths", type=int, nargs="+", default=[256, 512])
     ap.add_argument("--batches", type=int, nargs="+", default=[8, 32, 64])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--random-init", type=Path, metavar="TOKENIZER_JSON",
+                    help="a MiniLM-L6-shaped cross-encoder with transformers' random initialisation and this "
+                    "tokenizer, instead of the pretrained encoder (the GPU machine has neither it nor /work/shared; "
+                    "the speed is the same, as for Go's benchmark without RERANK_MINILM_DIR)")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     ap.add_argument("--shared", type=Path, default=refmodels.DEFAULT_SHARED)
     args = ap.parse_args()
 
@@ -64,29 +104,55 @@ def main():
         pairs = [(r["query"], r["text"]) for r in map(json.loads, args.pairs_file.open())]
     else:
         pairs = scifact_pairs(args.shared, args.pairs)
-    tok = refmodels.load_tokenizer(args.shared)
+    if args.random_init:
+        from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
+        tok = BertTokenizerFast(tokenizer_file=str(args.random_init))
+        torch.manual_seed(0)
+        model = BertForSequenceClassification(BertConfig(
+            vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+            intermediate_size=1536, max_position_embeddings=512, num_labels=1))
+    else:
+        tok = refmodels.load_tokenizer(args.shared)
+        model = refmodels.build_minilm_ce()
+
+    dev = args.device
+    peak = matmul_peak(dev)  # fp32, before TF32 is allowed below
+    if args.precision == "fp32":
+        autocast = contextlib.nullcontext()
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        autocast = torch.autocast(dev, dtype=torch.bfloat16 if args.precision == "bf16" else torch.float16)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        refmodels.save_ce_folder(refmodels.build_minilm_ce(), tok, Path(tmp))
+        refmodels.save_ce_folder(model, tok, Path(tmp))
         for L in args.lengths:
-            ce = CrossEncoder(tmp, max_length=L, device="cpu")
+            ce = CrossEncoder(tmp, max_length=L, device=dev)
             lens = [len(x) for x in tok([p[0] for p in pairs], [p[1] for p in pairs], truncation=True,
                                         max_length=L)["input_ids"]]
             for bs in args.batches:
-                ce.predict(pairs[:bs], batch_size=bs)  # warm-up
-                t0 = time.perf_counter()
-                ce.predict(pairs, batch_size=bs, show_progress_bar=False)
-                dt = time.perf_counter() - t0
+                flops = sum(forward_flops(model.config, len(lens[i:i + bs]), max(lens[i:i + bs]))
+                            for i in range(0, len(lens), bs))
+                with autocast:
+                    ce.predict(pairs[:bs], batch_size=bs)  # warm-up
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    ce.predict(pairs, batch_size=bs, show_progress_bar=False)
+                    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
                 results.append({"max_length": L, "batch_size": bs, "pairs": len(pairs), "seconds": round(dt, 4),
                                 "pairs_per_s": round(len(pairs) / dt, 2),
+                                "pairs_per_cpu_s": round(len(pairs) / cpu, 2),
+                                "gflops_per_s": round(flops / dt / 1e9, 1),
+                                "peak_mb": round(peak_mb(dev)),
                                 "mean_tokens": round(sum(lens) / len(lens), 1)})
                 print(json.dumps(results[-1]), file=sys.stderr)
 
     print(json.dumps({
-        "model": "all-MiniLM-L6-v2 encoder + minilm-head.safetensors (BertForSequenceClassification, num_labels=1)",
+        "model": ("MiniLM-L6-shaped BertForSequenceClassification, random init" if args.random_init else
+                  "all-MiniLM-L6-v2 encoder + minilm-head.safetensors (BertForSequenceClassification, num_labels=1)"),
         "data": "SciFact train (claim, title + ' ' + abstract) pairs",
-        "device": "cpu",
+        "device": dev,
+        "precision": args.precision,
+        "matmul_peak_gflops_per_s": round(peak, 1),
         "torch_threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "cpu": platform.processor() or platform.machine(),

