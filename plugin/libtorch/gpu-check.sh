@@ -275,7 +275,7 @@ run() {
 	local require=
 	[[ $device == cuda ]] && require=1
 	[[ ${status[build]:-} == ok ]] &&
-		RERANK_REQUIRE_CUDA=$require step test 150 go test -count=1 -v -timeout=5m ./plugin/engine
+		RERANK_REQUIRE_CUDA=$require step test 150 go test -count=1 -v -timeout=5m ./plugin/internal/engine
 
 	# --- 3. benchmarks: ours and sentence-transformers on this card, fp32 and bf16 ---
 	# bench-model.sh: Go's BenchmarkForward/RerankLatency/MatmulPeak, then

@@ -20,7 +20,7 @@ Run by hand, never in CI (see README.md beside it). Inputs are what the Go tools
   query's top --depth are reranked. Queries and qrels come from the BEIR folder --dataset, document text
   is evalharness/dataset.DocText(title, text).
 
-Training follows plugin/train: AdamW (weight decay on weights, not on biases and LayerNorm), linear
+Training follows plugin/internal/train: AdamW (weight decay on weights, not on biases and LayerNorm), linear
 warm-up over ceil(ratio * steps) then linear decay, batch size 8, gradient clipping by global norm,
 BCE on logits with target label / label max (1 when every label is 0 or 1, else 4, as the Go trainer
 decides) times the pair's weight, a seed. With --eval-steps N the validation queries are reranked
@@ -148,7 +148,7 @@ def read_pairs(path: Path) -> list:
 
 
 def label_max(pairs: list, given: float) -> float:
-    """plugin/train.settle: 1 when every label is 0 or 1, else 4 (graded), unless given."""
+    """plugin/internal/train.settle: 1 when every label is 0 or 1, else 4 (graded), unless given."""
     m = given or (1.0 if all(p["label"] in (0.0, 1.0) for p in pairs) else 4.0)
     bad = [p["label"] for p in pairs if not 0 <= p["label"] <= m]
     if bad:

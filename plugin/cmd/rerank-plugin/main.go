@@ -13,8 +13,8 @@ import (
 	"github.com/hashicorp/go-plugin"
 
 	"github.com/rerankloop/rerank/plugin/contract"
-	"github.com/rerankloop/rerank/plugin/engine"
-	"github.com/rerankloop/rerank/plugin/train"
+	"github.com/rerankloop/rerank/plugin/internal/engine"
+	"github.com/rerankloop/rerank/plugin/internal/train"
 )
 
 func main() {

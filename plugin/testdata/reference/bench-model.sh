@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench-model`: the model's speed, both sides in one run, one table.
-# Go (plugin/engine: BenchmarkMatmulPeak, BenchmarkForward, BenchmarkRerankLatency
+# Go (plugin/internal/engine: BenchmarkMatmulPeak, BenchmarkForward, BenchmarkRerankLatency
 # and, on CPU, BenchmarkBiEncoderEmbedThroughput), then sentence-transformers on
 # the same checkpoint, pairs, threads or card and precision (bench_st.py:
 # CrossEncoder.predict; bench_st_encode.py: SentenceTransformer.encode), then
@@ -44,7 +44,7 @@ mkdir -p "$out"
 
 benches='MatmulPeak|Forward|RerankLatency'
 [[ $device == cpu && -z ${BENCH_RANDOM_MODEL:-} ]] && benches+='|BiEncoderEmbedThroughput'
-go test -run='^$' -bench="^Benchmark($benches)\$" -benchtime="${BENCHTIME:-3x}" -timeout=60m ./plugin/engine 2>&1 | tee "$out/go.log"
+go test -run='^$' -bench="^Benchmark($benches)\$" -benchtime="${BENCHTIME:-3x}" -timeout=60m ./plugin/internal/engine 2>&1 | tee "$out/go.log"
 ((PIPESTATUS[0] == 0)) || { echo "bench-model: go test failed" >&2; exit 1; }
 "$py" $ref/bench_st.py --pairs-file plugin/testdata/parity/pairs.jsonl --threads "${BENCH_THREADS:-$(nproc)}" \
 	--device "$device" --precision "$precision" --batches ${batches//,/ } "${model[@]}" >"$out/st.json"

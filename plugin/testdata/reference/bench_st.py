@@ -10,8 +10,8 @@ with their relevant abstracts, then one other abstract per claim, in file order 
 Prints one JSON object; pairs/s counts the timed predict() call only (after one warm-up batch), and pairs
 per CPU-second the process's CPU time during it (steadier on a machine shared with other jobs). Per row
 also GFLOP/s (the dense layers and attention products of the batches predict() pads, in its order, as
-plugin/engine's forwardFLOPs counts them) and the process's peak memory so far (resident on CPU, CUDA
-allocations on a GPU); once the fp32 1024x1024 matmul peak, as plugin/engine's BenchmarkMatmulPeak measures
+plugin/internal/engine's forwardFLOPs counts them) and the process's peak memory so far (resident on CPU, CUDA
+allocations on a GPU); once the fp32 1024x1024 matmul peak, as plugin/internal/engine's BenchmarkMatmulPeak measures
 it. bf16/fp16 run predict() under torch.autocast with TF32 matmuls, as the engine's autocast does.
 """
 

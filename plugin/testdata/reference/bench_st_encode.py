@@ -17,7 +17,7 @@ each text once (--unique, first occurrence kept). One warm-up batch, then one ti
     bench_st_encode.py --texts-file plugin/testdata/parity/pairs.jsonl --id-prefix scifact- --unique \
         --folder "$RERANK_MINILM_DIR" --batch-size 32 --threads 2 --max-seq-length 256
 
-on the texts Go's BenchmarkBiEncoderEmbedThroughput (plugin/engine/bench_bi_test.go) embeds: the 225
+on the texts Go's BenchmarkBiEncoderEmbedThroughput (plugin/internal/engine/bench_bi_test.go) embeds: the 225
 distinct SciFact abstracts of the parity pairs, in file order.
 """
 

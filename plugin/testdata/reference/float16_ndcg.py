@@ -7,7 +7,7 @@
         [--go-run ROLE=FILE ...]
 
 The Go engine (plugin/embcache) keeps each document embedding as IEEE float16 and scores a document by
-the cosine of a float32 query embedding with the widened float16 vector (plugin/bert/similarity.go:
+the cosine of a float32 query embedding with the widened float16 vector (plugin/internal/bert/similarity.go:
 float64 dot / (|q| |d|), returned as float32). This script reranks the first stage's candidates both ways:
 
   - --run is a TREC run with first-stage scores, e.g. the first_stage.run that
@@ -145,7 +145,7 @@ def fuse(first, model, a):
 
 
 def go_cosine(q, D):
-    """plugin/bert.Similarity (cosine): float64 sums, result as float32."""
+    """plugin/internal/bert.Similarity (cosine): float64 sums, result as float32."""
     q64, D64 = q.astype(np.float64), D.astype(np.float64)
     dot = D64 @ q64
     qn = max(math.sqrt(float(q64 @ q64)), 1e-12)

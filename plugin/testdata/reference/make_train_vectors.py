@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Regenerates plugin/train/testdata/adamw_steps.json (run by hand, never in CI).
+"""Regenerates plugin/internal/train/testdata/adamw_steps.json (run by hand, never in CI).
 
     /opt/pyref/bin/python plugin/testdata/reference/make_train_vectors.py
 
@@ -8,7 +8,7 @@ off) on one fixed batch, in PyTorch: BCE with logits and per-pair weights, AdamW
 (betas 0.9/0.999, eps 1e-8) with weight decay 0.01 except biases and LayerNorm,
 transformers' linear schedule with 1 warm-up step, clipping at global norm 1.
 Records each step's loss and gradient norm (before clipping) and every tensor's
-sum and sum of squares afterwards; plugin/train's TestStepsMatchPyTorch replays it.
+sum and sum of squares afterwards; plugin/internal/train's TestStepsMatchPyTorch replays it.
 """
 
 import json

@@ -16,9 +16,9 @@ import (
 // The fixtures are written by ../testdata/reference/make_vectors.py with the
 // Hugging Face fast tokenizer; see ../testdata/reference/README.md.
 const (
-	tokenizerPath = "../testdata/tiny-ce/tokenizer.json"
-	pairsPath     = "../testdata/parity/pairs.jsonl"
-	windowsPath   = "../testdata/parity/windows.jsonl"
+	tokenizerPath = "../../testdata/tiny-ce/tokenizer.json"
+	pairsPath     = "../../testdata/parity/pairs.jsonl"
+	windowsPath   = "../../testdata/parity/windows.jsonl"
 )
 
 type vector struct {

@@ -7,7 +7,7 @@ import (
 	"github.com/rerankloop/rerank/evalharness/fusion"
 	"github.com/rerankloop/rerank/plugin/checkpoint"
 	"github.com/rerankloop/rerank/plugin/contract"
-	"github.com/rerankloop/rerank/plugin/tokenize"
+	"github.com/rerankloop/rerank/plugin/internal/tokenize"
 )
 
 // biRequest is s's fine-tune of a tiny random bi-encoder; the validation
@@ -110,7 +110,7 @@ func TestContrastivePlan(t *testing.T) {
 
 func loadTok(t *testing.T) *tokenize.Encoder {
 	t.Helper()
-	tok, err := tokenize.Load(filepath.Join("..", "testdata", "tiny-ce", checkpoint.TokenizerFile))
+	tok, err := tokenize.Load(filepath.Join("..", "..", "testdata", "tiny-ce", checkpoint.TokenizerFile))
 	if err != nil {
 		t.Fatal(err)
 	}

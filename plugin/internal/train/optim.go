@@ -6,7 +6,7 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
-	"github.com/rerankloop/rerank/plugin/bert"
+	"github.com/rerankloop/rerank/plugin/internal/bert"
 )
 
 // AdamW's moment decay rates (PyTorch's defaults; eps is libtorch's 1e-8).

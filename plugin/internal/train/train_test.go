@@ -14,10 +14,10 @@ import (
 
 	"github.com/rerankloop/rerank/evalharness/metrics"
 	"github.com/rerankloop/rerank/evalharness/trec"
-	"github.com/rerankloop/rerank/plugin/bert"
 	"github.com/rerankloop/rerank/plugin/checkpoint"
 	"github.com/rerankloop/rerank/plugin/contract"
-	"github.com/rerankloop/rerank/plugin/engine"
+	"github.com/rerankloop/rerank/plugin/internal/bert"
+	"github.com/rerankloop/rerank/plugin/internal/engine"
 )
 
 func TestTrainingLearnsSeparableTask(t *testing.T) {

@@ -74,7 +74,7 @@ func maxDiff(a, b []float32) float64 {
 // and its Rerank scores are the cosines of those embeddings.
 func TestBiEncoderMatchesSentenceTransformers(t *testing.T) {
 	dir := miniLM(t)
-	refs := readJSONL[refText](t, "../testdata/parity/embeddings.jsonl")
+	refs := readJSONL[refText](t, "../../testdata/parity/embeddings.jsonl")
 	e := newEngine(t, Options{BatchSize: 16})
 	info, err := e.Load(context.Background(), contract.LoadRequest{Path: dir, Version: "minilm", Serve: true})
 	if err != nil {
@@ -148,7 +148,7 @@ func TestBiEncoderMatchesSentenceTransformers(t *testing.T) {
 func TestBiEncoderPoolingModes(t *testing.T) {
 	dir := miniLM(t)
 	var refs []refText
-	for _, r := range readJSONL[refText](t, "../testdata/parity/embeddings.jsonl") {
+	for _, r := range readJSONL[refText](t, "../../testdata/parity/embeddings.jsonl") {
 		if r.CLS != nil {
 			refs = append(refs, r)
 		}
@@ -192,7 +192,7 @@ func TestBiEncoderPoolingModes(t *testing.T) {
 // tinyBiEncoder is the tiny random model as a sentence-transformers folder.
 func tinyBiEncoder(t testing.TB) string {
 	dir := filepath.Join(t.TempDir(), "tiny-bi")
-	if _, err := checkpoint.Init("../testdata/tiny-ce", dir, checkpoint.BiEncoder, 0); err != nil {
+	if _, err := checkpoint.Init("../../testdata/tiny-ce", dir, checkpoint.BiEncoder, 0); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -281,7 +281,7 @@ func TestCorruptEmbeddingCacheIsSetAside(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Load(context.Background(), contract.LoadRequest{Path: "../testdata/tiny-ce", Version: "ce", Serve: true}); err != nil {
+	if _, err := e.Load(context.Background(), contract.LoadRequest{Path: "../../testdata/tiny-ce", Version: "ce", Serve: true}); err != nil {
 		t.Fatal(err) // retires "bi" and closes its cache
 	}
 	if err := os.WriteFile(info.EmbeddingCache, []byte(strings.Repeat("garbage!", 4096)), 0o644); err != nil {
@@ -305,7 +305,7 @@ func TestCorruptEmbeddingCacheIsSetAside(t *testing.T) {
 func TestSwapBetweenKindsUnderLoad(t *testing.T) {
 	bi := tinyBiEncoder(t)
 	e := newEngine(t, Options{MaxLength: 64})
-	if _, err := e.Load(context.Background(), contract.LoadRequest{Path: "../testdata/tiny-ce", Version: "ce", Serve: true}); err != nil {
+	if _, err := e.Load(context.Background(), contract.LoadRequest{Path: "../../testdata/tiny-ce", Version: "ce", Serve: true}); err != nil {
 		t.Fatal(err)
 	}
 	errc := make(chan error, 200)

@@ -14,7 +14,7 @@ import (
 
 	"github.com/rerankloop/rerank/evalharness/dataset"
 	"github.com/rerankloop/rerank/plugin/contract"
-	"github.com/rerankloop/rerank/plugin/tokenize"
+	"github.com/rerankloop/rerank/plugin/internal/tokenize"
 )
 
 // example is one encoded training pair.

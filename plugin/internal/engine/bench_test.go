@@ -16,15 +16,15 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
-	"github.com/rerankloop/rerank/plugin/bert"
 	"github.com/rerankloop/rerank/plugin/checkpoint"
 	"github.com/rerankloop/rerank/plugin/contract"
-	"github.com/rerankloop/rerank/plugin/tokenize"
+	"github.com/rerankloop/rerank/plugin/internal/bert"
+	"github.com/rerankloop/rerank/plugin/internal/tokenize"
 )
 
 // The speed benchmarks of the model. Run with
 //
-//	make bench PKGS=./plugin/engine BENCHFLAGS='-run=^$ -bench=. -benchtime=3x'
+//	make bench PKGS=./plugin/internal/engine BENCHFLAGS='-run=^$ -bench=. -benchtime=3x'
 //
 // They use the real all-MiniLM-L6-v2 weights where RERANK_MINILM_DIR is set,
 // else a random model of the same shape (6 layers, hidden 384, 12 heads,

@@ -21,7 +21,7 @@ const searchDeadline = 500 * time.Millisecond
 func loadTiny(t *testing.T, opts Options) *Engine {
 	t.Helper()
 	e := newEngine(t, opts)
-	if _, err := e.Load(context.Background(), contract.LoadRequest{Path: "../testdata/tiny-ce", Version: "tiny", Serve: true}); err != nil {
+	if _, err := e.Load(context.Background(), contract.LoadRequest{Path: "../../testdata/tiny-ce", Version: "tiny", Serve: true}); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -178,7 +178,7 @@ func TestLoadNeverServesWhatTheCallerDidNotGet(t *testing.T) {
 	if _, err := e.Load(gaveUp, contract.LoadRequest{Path: other, Version: "late", Serve: true}); !errors.Is(err, context.Canceled) {
 		t.Errorf("a load whose caller gave up: %v", err)
 	}
-	hash, _ := checkpoint.Hash("../testdata/tiny-ce")
+	hash, _ := checkpoint.Hash("../../testdata/tiny-ce")
 	_, err := e.Load(context.Background(), contract.LoadRequest{Path: other, Version: "changed", Serve: true, CheckpointHash: hash})
 	if !errors.Is(err, contract.ErrInvalidRequest) || !strings.Contains(err.Error(), hash[:12]) {
 		t.Errorf("weights other than the expected ones: %v", err)
@@ -187,7 +187,7 @@ func TestLoadNeverServesWhatTheCallerDidNotGet(t *testing.T) {
 	if len(infos) != 1 || infos[0].Version != "tiny" || !infos[0].Serving {
 		t.Fatalf("after the refused loads the engine holds %+v", infos)
 	}
-	if _, err := e.Load(context.Background(), contract.LoadRequest{Path: "../testdata/tiny-ce", Version: "same", CheckpointHash: hash}); err != nil {
+	if _, err := e.Load(context.Background(), contract.LoadRequest{Path: "../../testdata/tiny-ce", Version: "same", CheckpointHash: hash}); err != nil {
 		t.Errorf("the expected weights: %v", err)
 	}
 }

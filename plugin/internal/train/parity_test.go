@@ -45,7 +45,7 @@ func TestStepsMatchPyTorch(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := filepath.Join(t.TempDir(), "tiny")
-	copyDir(t, "../testdata/tiny-ce", base)
+	copyDir(t, "../../testdata/tiny-ce", base)
 	var cfg map[string]any
 	b, _ = os.ReadFile(filepath.Join(base, checkpoint.ConfigFile))
 	if err := json.Unmarshal(b, &cfg); err != nil {

@@ -17,10 +17,10 @@ import (
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/rerankloop/rerank/evalharness/fusion"
-	"github.com/rerankloop/rerank/plugin/bert"
 	"github.com/rerankloop/rerank/plugin/checkpoint"
 	"github.com/rerankloop/rerank/plugin/contract"
-	"github.com/rerankloop/rerank/plugin/tokenize"
+	"github.com/rerankloop/rerank/plugin/internal/bert"
+	"github.com/rerankloop/rerank/plugin/internal/tokenize"
 )
 
 // The divergence guard compares each loss with the median of the last

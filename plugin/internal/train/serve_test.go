@@ -13,7 +13,7 @@ import (
 
 	"github.com/rerankloop/rerank/plugin/checkpoint"
 	"github.com/rerankloop/rerank/plugin/contract"
-	"github.com/rerankloop/rerank/plugin/engine"
+	"github.com/rerankloop/rerank/plugin/internal/engine"
 )
 
 // servingLatency reranks req with e repeatedly: n times while idle, then
@@ -85,7 +85,7 @@ func TestRerankKeepsServingDuringTraining(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	if _, err := e.Load(context.Background(), contract.LoadRequest{Path: "../testdata/tiny-ce", Serve: true}); err != nil {
+	if _, err := e.Load(context.Background(), contract.LoadRequest{Path: "../../testdata/tiny-ce", Serve: true}); err != nil {
 		t.Fatal(err)
 	}
 	s := makeSynthetic(7, 120, 3, 8, true)
@@ -104,9 +104,9 @@ func TestRerankKeepsServingDuringTraining(t *testing.T) {
 // while a fine-tune runs in the same process, with all-MiniLM-L6-v2 where
 // RERANK_MINILM_DIR names it (`make bench` sets it), else the tiny model:
 //
-//	go test ./plugin/train/ -run '^$' -bench RerankDuringTraining -benchtime 1x
+//	go test ./plugin/internal/train/ -run '^$' -bench RerankDuringTraining -benchtime 1x
 func BenchmarkRerankDuringTraining(b *testing.B) {
-	model, maxLen, name := "../testdata/tiny-ce", 128, "tiny"
+	model, maxLen, name := "../../testdata/tiny-ce", 128, "tiny"
 	if enc := os.Getenv("RERANK_MINILM_DIR"); enc != "" {
 		model, name = filepath.Join(b.TempDir(), "minilm-ce"), "MiniLM-L6"
 		if _, err := checkpoint.Init(enc, model, checkpoint.CrossEncoder, 42); err != nil {

@@ -10,8 +10,8 @@ import (
 
 	"github.com/rerankloop/rerank/evalharness/metrics"
 	"github.com/rerankloop/rerank/evalharness/trec"
-	"github.com/rerankloop/rerank/plugin/bert"
-	"github.com/rerankloop/rerank/plugin/tokenize"
+	"github.com/rerankloop/rerank/plugin/internal/bert"
+	"github.com/rerankloop/rerank/plugin/internal/tokenize"
 )
 
 var (

@@ -13,10 +13,10 @@ import (
 	"github.com/rerankloop/rerank/evalharness/fusion"
 	"github.com/rerankloop/rerank/evalharness/metrics"
 	"github.com/rerankloop/rerank/evalharness/trec"
-	"github.com/rerankloop/rerank/plugin/bert"
 	"github.com/rerankloop/rerank/plugin/checkpoint"
 	"github.com/rerankloop/rerank/plugin/contract"
-	"github.com/rerankloop/rerank/plugin/tokenize"
+	"github.com/rerankloop/rerank/plugin/internal/bert"
+	"github.com/rerankloop/rerank/plugin/internal/tokenize"
 )
 
 // Contrastive training of a bi-encoder, as sentence-transformers'

@@ -27,7 +27,7 @@ type refPair struct {
 
 func readPairs(t testing.TB) []refPair {
 	t.Helper()
-	ps := readJSONL[refPair](t, "../testdata/parity/pairs.jsonl")
+	ps := readJSONL[refPair](t, "../../testdata/parity/pairs.jsonl")
 	if len(ps) < 200 {
 		t.Fatalf("only %d reference pairs", len(ps))
 	}
@@ -88,7 +88,7 @@ func assertClose(t *testing.T, what string, got []float32, want func(i int) floa
 func TestTinyModelMatchesTransformers(t *testing.T) {
 	ps := readPairs(t)
 	e := newEngine(t, Options{MaxLength: 512, BatchSize: 8})
-	if _, err := e.Load(context.Background(), contract.LoadRequest{Path: "../testdata/tiny-ce", Serve: true}); err != nil {
+	if _, err := e.Load(context.Background(), contract.LoadRequest{Path: "../../testdata/tiny-ce", Serve: true}); err != nil {
 		t.Fatal(err)
 	}
 	assertClose(t, "tiny", scoreAll(t, e, ps), func(i int) float32 { return ps[i].TinyLogit512 }, 1e-4)
@@ -128,7 +128,7 @@ func miniLMCrossEncoder(t testing.TB, encoder string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	head, err := checkpoint.ReadSafetensors("../testdata/minilm-head.safetensors")
+	head, err := checkpoint.ReadSafetensors("../../testdata/minilm-head.safetensors")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func miniLMCrossEncoder(t testing.TB, encoder string) string {
 func TestConcurrentCallsShareBatchesAndAgree(t *testing.T) {
 	ps := readPairs(t)[:64]
 	e := newEngine(t, Options{MaxLength: 128, BatchSize: 16})
-	if _, err := e.Load(context.Background(), contract.LoadRequest{Path: "../testdata/tiny-ce", Serve: true}); err != nil {
+	if _, err := e.Load(context.Background(), contract.LoadRequest{Path: "../../testdata/tiny-ce", Serve: true}); err != nil {
 		t.Fatal(err)
 	}
 	alone := scoreAll(t, e, ps)
@@ -175,7 +175,7 @@ func TestConcurrentCallsShareBatchesAndAgree(t *testing.T) {
 
 func TestRankingSigmoidAndTopN(t *testing.T) {
 	e := newEngine(t, Options{MaxLength: 64})
-	if _, err := e.Load(context.Background(), contract.LoadRequest{Path: "../testdata/tiny-ce", Version: "tiny", Serve: true}); err != nil {
+	if _, err := e.Load(context.Background(), contract.LoadRequest{Path: "../../testdata/tiny-ce", Version: "tiny", Serve: true}); err != nil {
 		t.Fatal(err)
 	}
 	docs := []contract.Document{{ID: "a", Text: "cats purr"}, {ID: "b", Text: "dogs bark loudly at night"}, {ID: "c", Text: "fish swim"}}
@@ -210,7 +210,7 @@ func TestBadRequestsGetClearErrors(t *testing.T) {
 	if _, err := e.Rerank(context.Background(), contract.RerankRequest{Query: "q", Documents: []contract.Document{{Text: "d"}}}); !errors.Is(err, contract.ErrNoModel) {
 		t.Errorf("before any load: %v", err)
 	}
-	if _, err := e.Load(context.Background(), contract.LoadRequest{Path: "../testdata/tiny-ce", Serve: true}); err != nil {
+	if _, err := e.Load(context.Background(), contract.LoadRequest{Path: "../../testdata/tiny-ce", Serve: true}); err != nil {
 		t.Fatal(err)
 	}
 	doc := []contract.Document{{ID: "x", Text: "text"}}
@@ -237,12 +237,12 @@ func TestBadRequestsGetClearErrors(t *testing.T) {
 
 func TestCorruptCheckpointIsRefusedAndServingModelKept(t *testing.T) {
 	e := newEngine(t, Options{MaxLength: 64})
-	if _, err := e.Load(context.Background(), contract.LoadRequest{Path: "../testdata/tiny-ce", Version: "good", Serve: true}); err != nil {
+	if _, err := e.Load(context.Background(), contract.LoadRequest{Path: "../../testdata/tiny-ce", Version: "good", Serve: true}); err != nil {
 		t.Fatal(err)
 	}
 	bad := t.TempDir()
 	for _, f := range []string{checkpoint.ConfigFile, checkpoint.TokenizerFile, checkpoint.WeightsFile} {
-		b, err := os.ReadFile(filepath.Join("../testdata/tiny-ce", f))
+		b, err := os.ReadFile(filepath.Join("../../testdata/tiny-ce", f))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,8 +10,8 @@ import (
 
 	"github.com/sugarme/gotch"
 
-	"github.com/rerankloop/rerank/plugin/bert"
 	"github.com/rerankloop/rerank/plugin/contract"
+	"github.com/rerankloop/rerank/plugin/internal/bert"
 )
 
 // Service implements contract.Trainer: one fine-tune at a time, each on an

@@ -35,7 +35,7 @@ func sciFactAbstracts(b *testing.B) []string {
 	}
 	seen := map[string]bool{}
 	var texts []string
-	for _, l := range readJSONL[line](b, "../testdata/parity/pairs.jsonl") {
+	for _, l := range readJSONL[line](b, "../../testdata/parity/pairs.jsonl") {
 		if strings.HasPrefix(l.ID, "scifact-") && !seen[l.Text] {
 			seen[l.Text] = true
 			texts = append(texts, l.Text)

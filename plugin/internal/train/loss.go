@@ -4,8 +4,8 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
-	"github.com/rerankloop/rerank/plugin/bert"
 	"github.com/rerankloop/rerank/plugin/contract"
+	"github.com/rerankloop/rerank/plugin/internal/bert"
 )
 
 // maskedLogit excludes a pair from another unit's softmax: finite, so that

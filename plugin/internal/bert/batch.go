@@ -1,6 +1,6 @@
 package bert
 
-import "github.com/rerankloop/rerank/plugin/tokenize"
+import "github.com/rerankloop/rerank/plugin/internal/tokenize"
 
 // NewBatch pads encoded pairs with pad to the longest of them.
 func NewBatch(pairs []tokenize.Pair, pad int64) Batch {

@@ -48,7 +48,7 @@ func TestCUDAMatchesCPU(t *testing.T) {
 	if err := checkpoint.WriteRandom(miniLM, cfg, 7); err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range []struct{ name, dir string }{{"tiny-ce", "../testdata/tiny-ce"}, {"minilm-sized", miniLM}} {
+	for _, m := range []struct{ name, dir string }{{"tiny-ce", "../../testdata/tiny-ce"}, {"minilm-sized", miniLM}} {
 		t.Run(m.name, func(t *testing.T) {
 			scores := map[string][]float32{}
 			for _, device := range []string{"cpu", "cuda"} {

@@ -1,4 +1,4 @@
-// Package train fine-tunes the BERT cross-encoder of plugin/bert on gotch:
+// Package train fine-tunes the BERT cross-encoder of plugin/internal/bert on gotch:
 // AdamW with decoupled weight decay on weights only, linear warm-up then
 // linear decay, gradient clipping by global norm, BCE or listwise loss with
 // per-pair weights, evaluation on validation queries' first-stage candidates

@@ -9,7 +9,7 @@ import (
 	"github.com/sugarme/gotch"
 
 	"github.com/rerankloop/rerank/plugin/contract"
-	"github.com/rerankloop/rerank/plugin/tokenize"
+	"github.com/rerankloop/rerank/plugin/internal/tokenize"
 )
 
 // bf16Tolerance bounds |autocast score - fp32 score| (the 1e-2).
@@ -25,7 +25,7 @@ const bf16Tolerance = 1e-2
 // amplifies rounding far more).
 func TestAutocastScoresMatchFP32(t *testing.T) {
 	ps := readPairs(t)[:64]
-	models := map[string]string{"tiny-ce": "../testdata/tiny-ce"}
+	models := map[string]string{"tiny-ce": "../../testdata/tiny-ce"}
 	if enc := os.Getenv("RERANK_MINILM_DIR"); enc != "" {
 		models["minilm-bi"] = enc
 	}

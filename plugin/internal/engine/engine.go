@@ -24,11 +24,11 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
-	"github.com/rerankloop/rerank/plugin/bert"
 	"github.com/rerankloop/rerank/plugin/checkpoint"
 	"github.com/rerankloop/rerank/plugin/contract"
 	"github.com/rerankloop/rerank/plugin/embcache"
-	"github.com/rerankloop/rerank/plugin/tokenize"
+	"github.com/rerankloop/rerank/plugin/internal/bert"
+	"github.com/rerankloop/rerank/plugin/internal/tokenize"
 )
 
 // Options configure scoring.
