@@ -17,7 +17,9 @@ src=$lib/standins
 mkdir -p "$src"
 for need in $(readelf -d "$cpu" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
 	[[ -e $lib/$need ]] && continue
-	ldconfig -p | grep -q "^[[:space:]]*$need " && continue
+	# Not grep -q: it would stop reading early, ldconfig would die of
+	# SIGPIPE, and pipefail would make a present library look absent.
+	ldconfig -p | grep "^[[:space:]]*$need " >/dev/null && continue
 	syms=$(readelf --dyn-syms -W "$cpu" | awk -v v="@$need" '$7 == "UND" && index($8, v) { sub(/@.*/, "", $8); print $8 }' | sort -u)
 	[[ -n $syms ]] || { echo "standins: $cpu needs $need but imports no versioned symbol from it" >&2; exit 1; }
 	{
