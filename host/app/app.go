@@ -146,7 +146,8 @@ func (h *Host) startLoop(ctx context.Context) error {
 		h.Cascade = CascadeModel
 		logger.Info("cascade model loaded", "checkpoint", c.ModelPath, "top", c.Top, "timeout", c.Timeout)
 	}
-	h.Loop, err = retrain.New(ctx, retrain.Options{Config: cfg, Index: h.Index, Log: h.Log, Registry: h.Registry, Experiments: h.Experiments, Plugin: h.Plugin, Logger: logger})
+	h.Loop, err = retrain.New(ctx, retrain.Options{Trainer: h.Plugin, Options: lifecycle.Options{Config: cfg, Index: h.Index, Log: h.Log, Registry: h.Registry,
+		Experiments: h.Experiments, Plugin: h.Plugin, Logger: logger}})
 	if err != nil {
 		return err
 	}

@@ -19,30 +19,18 @@ import (
 
 	"github.com/rerankloop/rerank/configs"
 	"github.com/rerankloop/rerank/host/clicklog"
-	"github.com/rerankloop/rerank/host/interleave"
 	"github.com/rerankloop/rerank/host/lifecycle"
 	"github.com/rerankloop/rerank/host/registry"
 	"github.com/rerankloop/rerank/host/search"
 	"github.com/rerankloop/rerank/plugin/contract"
 )
 
-// Plugin is the model process as the loop uses it (*pluginclient.Client):
-// it reranks with any loaded version, loads versions beside the serving one,
-// and fine-tunes.
-type Plugin interface {
-	contract.Reranker
-	contract.Trainer
-}
-
-// Options wire a Controller. Every field is required.
+// Options wire a Controller: its lifecycle's, and the trainer. Every field
+// is required.
 type Options struct {
-	Config      configs.Config
-	Index       *search.Index
-	Log         *clicklog.Store
-	Registry    *registry.Registry
-	Experiments *interleave.Experiments
-	Plugin      Plugin
-	Logger      *slog.Logger
+	lifecycle.Options
+	// Trainer fine-tunes in the plugin process (*pluginclient.Client).
+	Trainer contract.Trainer
 }
 
 // Errors to branch on with errors.Is.
@@ -55,12 +43,13 @@ var (
 type Controller struct {
 	*lifecycle.Manager
 
-	cfg    configs.Config
-	ix     *search.Index
-	log    *clicklog.Store
-	reg    *registry.Registry
-	plugin Plugin
-	logger *slog.Logger
+	cfg     configs.Config
+	ix      *search.Index
+	log     *clicklog.Store
+	reg     *registry.Registry
+	plugin  contract.Reranker
+	trainer contract.Trainer
+	logger  *slog.Logger
 
 	jobMu sync.Mutex
 	job   *job // the running or last retrain
@@ -77,12 +66,14 @@ func New(ctx context.Context, o Options) (*Controller, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	m, err := lifecycle.New(ctx, lifecycle.Options{Config: o.Config, Index: o.Index, Log: o.Log, Registry: o.Registry,
-		Experiments: o.Experiments, Plugin: o.Plugin, Logger: o.Logger})
+	if o.Trainer == nil {
+		return nil, errors.New("retrain: a trainer is required")
+	}
+	m, err := lifecycle.New(ctx, o.Options)
 	if err != nil {
 		return nil, err
 	}
-	c := &Controller{Manager: m, cfg: o.Config, ix: o.Index, log: o.Log, reg: o.Registry, plugin: o.Plugin, logger: o.Logger}
+	c := &Controller{Manager: m, cfg: o.Config, ix: o.Index, log: o.Log, reg: o.Registry, plugin: o.Plugin, trainer: o.Trainer, logger: o.Logger}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c, nil
 }

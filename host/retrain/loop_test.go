@@ -144,7 +144,7 @@ func startHost(t testing.TB, dir string, cfg configs.Config) *host {
 	if h.pc, err = pluginclient.Start(ctx, pluginclient.Options{PluginPath: bin, ModelPath: v.Checkpoint, ModelVersion: v.ID, Device: "cpu", MaxLength: 64}); err != nil {
 		t.Fatal(err)
 	}
-	h.loop, err = retrain.New(ctx, retrain.Options{Config: cfg, Index: h.ix, Log: h.store, Registry: h.reg, Experiments: exps, Plugin: h.pc})
+	h.loop, err = retrain.New(ctx, retrain.Options{Trainer: h.pc, Options: lifecycle.Options{Config: cfg, Index: h.ix, Log: h.store, Registry: h.reg, Experiments: exps, Plugin: h.pc}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -294,7 +294,7 @@ func (c *Controller) run(ctx context.Context, j *job) (*Outcome, error) {
 	}
 	j.phase("train", "fine-tuning %s on %d pairs, %d validation queries (%d epoch(s), lr %g, batch %d, max length %d)",
 		serving.ID, len(req.Train), len(req.Validation), cfg.Epochs, cfg.LearningRate, cfg.BatchSize, cfg.MaxLength)
-	res, err := c.plugin.Finetune(ctx, req, j.progress)
+	res, err := c.trainer.Finetune(ctx, req, j.progress)
 	if err != nil {
 		return nil, fmt.Errorf("fine-tuning: %w", err)
 	}
