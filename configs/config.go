@@ -96,6 +96,7 @@ type Rerank struct {
 	MaxLength    int           `mapstructure:"max_length"`
 	Threads      int           `mapstructure:"threads"`
 	Device       string        `mapstructure:"device"`
+	Precision    string        `mapstructure:"precision"`
 	Cascade      Cascade       `mapstructure:"cascade"`
 }
 
@@ -405,6 +406,11 @@ func (c Config) validate() error {
 	case "auto", "cpu", "cuda":
 	default:
 		bad("rerank.device", "want auto, cpu or cuda, got %q", r.Device)
+	}
+	switch r.Precision {
+	case "auto", "fp32", "bf16", "fp16":
+	default:
+		bad("rerank.precision", "want auto, fp32, bf16 or fp16, got %q", r.Precision)
 	}
 	if r.Cascade.Top < 1 {
 		bad("rerank.cascade.top", "want at least 1, got %d", r.Cascade.Top)

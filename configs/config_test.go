@@ -85,6 +85,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"bad b", map[string]string{"RERANK_BM25_B": "1.5"}, nil, "bm25.b"},
 		{"bad duration", map[string]string{"RERANK_RERANK_DEADLINE": "soon"}, nil, "deadline"},
 		{"bad listen", nil, []string{"--listen", "8080"}, "listen"},
+		{"bad precision", map[string]string{"RERANK_RERANK_PRECISION": "int8"}, nil, `rerank.precision: want auto, fp32, bf16 or fp16, got "int8"`},
 		{"cascade top below 1", map[string]string{"RERANK_RERANK_CASCADE_TOP": "0"}, nil, "rerank.cascade.top: want at least 1, got 0"},
 		{"cascade timeout 0", map[string]string{"RERANK_RERANK_CASCADE_TIMEOUT": "0s"}, nil, "rerank.cascade.timeout"},
 		{"cascade without a serving model", map[string]string{"RERANK_RERANK_CASCADE_MODEL_PATH": "ce"}, nil, "rerank.cascade.model_path: the cascade reranks the serving model's order: it needs rerank.model_path"},

@@ -128,7 +128,7 @@ func (h *Host) startLoop(ctx context.Context) error {
 	}
 	h.Plugin, err = pluginclient.Start(ctx, pluginclient.Options{
 		PluginPath: cfg.Rerank.PluginPath, ModelPath: v.Checkpoint, ModelVersion: v.ID, ModelHash: v.CheckpointHash,
-		Device: cfg.Rerank.Device, Threads: cfg.Rerank.Threads, MaxLength: cfg.Rerank.MaxLength, Log: logger,
+		Device: cfg.Rerank.Device, Precision: cfg.Rerank.Precision, Threads: cfg.Rerank.Threads, MaxLength: cfg.Rerank.MaxLength, Log: logger,
 		EmbeddingCache: filepath.Join(cfg.DataDir, "embeddings"),
 		// The plugin takes whatever the host sends: a search's window or a /v1/rerank call.
 		MaxDocuments: max(cfg.Rerank.MaxDocuments, cfg.Rerank.MaxWindow),

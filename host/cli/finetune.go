@@ -122,6 +122,7 @@ keeps a checkpoint; --resume continues from the last one.`,
 
 	fl.StringVar(&f.plugin.PluginPath, "plugin", "", "plugin binary (default: rerank-plugin beside rerank)")
 	fl.StringVar(&f.plugin.Device, "device", "auto", "auto, cpu or cuda")
+	fl.StringVar(&f.plugin.Precision, "precision", "auto", "auto (bf16 autocast and TF32 on CUDA, fp32 on CPU), fp32 or bf16")
 	fl.IntVar(&f.plugin.Threads, "threads", 0, "CPU threads for the model (0: libtorch default)")
 	rootCmd.AddCommand(cmd)
 }

@@ -39,7 +39,10 @@ type Options struct {
 	// restart; ModelHash, if set, is the sha256 its weights must have.
 	ModelPath, ModelVersion, ModelHash string
 
-	Device    string
+	Device string
+	// Precision is the plugin's arithmetic (auto, fp32, bf16, fp16; empty:
+	// the plugin's default, auto).
+	Precision string
 	Threads   int
 	MaxLength int
 	BatchSize int
@@ -171,6 +174,9 @@ func (c *Client) args() []string {
 	add := func(flag, v string) { a = append(a, "--"+flag+"="+v) }
 	if o.Device != "" {
 		add("device", o.Device)
+	}
+	if o.Precision != "" {
+		add("precision", o.Precision)
 	}
 	if o.Threads > 0 {
 		add("threads", strconv.Itoa(o.Threads))
