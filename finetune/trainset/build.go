@@ -134,8 +134,9 @@ func Build(ctx context.Context, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(opt.Exclude) > 0 {
-		train, rep.ExcludedQueries, rep.ExcludedPairs = pairs.RemoveLeaks(train, queryPairs(opt.Exclude))
+	excluded := queryPairs(opt.Exclude)
+	if len(excluded) > 0 {
+		train, rep.ExcludedQueries, rep.ExcludedPairs = pairs.RemoveLeaks(train, excluded)
 		if len(train) == 0 {
 			return nil, fmt.Errorf("training data %s: every query is among the excluded (held-out) queries", rep.Train.Path)
 		}
@@ -158,8 +159,8 @@ func Build(ctx context.Context, opt Options) (*Result, error) {
 		if val, err = env.load(ctx, opt.Val, opt.ValKind, opt.ValSplit, rep.Val); err != nil {
 			return nil, err
 		}
-		if len(opt.Exclude) > 0 {
-			val, _, _ = pairs.RemoveLeaks(val, queryPairs(opt.Exclude))
+		if len(excluded) > 0 {
+			val, _, _ = pairs.RemoveLeaks(val, excluded)
 		}
 		vopt := checkOpt
 		if opt.Scale == pairs.ScaleAuto {

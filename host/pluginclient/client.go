@@ -232,21 +232,16 @@ func (c *Client) launch() (*plugin.Client, *plugins, error) {
 		proc.Kill()
 		return nil, nil, fmt.Errorf("starting plugin %s: %w", c.opts.PluginPath, err)
 	}
-	var p plugins
-	for name, to := range map[string]any{contract.PluginName: &p.Reranker, contract.TrainerPluginName: &p.trainer} {
-		raw, err := conn.Dispense(name)
-		if err != nil {
-			proc.Kill()
-			return nil, nil, fmt.Errorf("plugin %s: %w", c.opts.PluginPath, err)
-		}
-		switch to := to.(type) {
-		case *contract.Reranker:
-			*to = raw.(contract.Reranker)
-		case *contract.Trainer:
-			*to = raw.(contract.Trainer)
-		}
+	rr, err := conn.Dispense(contract.PluginName)
+	var tr any
+	if err == nil {
+		tr, err = conn.Dispense(contract.TrainerPluginName)
 	}
-	return proc, &p, nil
+	if err != nil {
+		proc.Kill()
+		return nil, nil, fmt.Errorf("plugin %s: %w", c.opts.PluginPath, err)
+	}
+	return proc, &plugins{Reranker: rr.(contract.Reranker), trainer: tr.(contract.Trainer)}, nil
 }
 
 // plugins are the entries a plugin process serves.
