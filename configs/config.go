@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,6 +44,7 @@ type Config struct {
 	ClickLog   ClickLog   `mapstructure:"clicklog"`
 	Retrain    Retrain    `mapstructure:"retrain"`
 	Experiment Experiment `mapstructure:"experiment"`
+	Replica    Replica    `mapstructure:"replica"`
 
 	file string // the file read, empty for none
 }
@@ -160,6 +162,25 @@ type Experiment struct {
 	Alpha       float64 `mapstructure:"alpha"`
 	MaxSearches int     `mapstructure:"max_searches"`
 	AutoStop    bool    `mapstructure:"auto_stop"`
+}
+
+// Replica makes this host follow another host's model registry: the
+// primary retrains, swaps and rolls back; this host serves the primary's
+// serving version, copied into its own data folder.
+type Replica struct {
+	Primary string        `mapstructure:"primary"`
+	Poll    time.Duration `mapstructure:"poll"`
+	Token   string        `mapstructure:"token"`
+	Name    string        `mapstructure:"name"`
+}
+
+// ReplicaToken is the primary's admin token a follower sends:
+// replica.token, else this host's admin_token.
+func (c Config) ReplicaToken() string {
+	if c.Replica.Token != "" {
+		return c.Replica.Token
+	}
+	return c.AdminToken
 }
 
 // ClickLog sets how search and click events are kept.
@@ -415,8 +436,19 @@ func (c Config) validate() error {
 	if r.Cascade.Top < 1 {
 		bad("rerank.cascade.top", "want at least 1, got %d", r.Cascade.Top)
 	}
-	if r.Cascade.ModelPath != "" && r.ModelPath == "" {
-		bad("rerank.cascade.model_path", "the cascade reranks the serving model's order: it needs rerank.model_path too")
+	if r.Cascade.ModelPath != "" && r.ModelPath == "" && c.Replica.Primary == "" {
+		bad("rerank.cascade.model_path", "the cascade reranks the serving model's order: it needs rerank.model_path (or replica.primary) too")
+	}
+	if p := c.Replica.Primary; p != "" {
+		if u, err := url.Parse(p); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("replica.primary", "want the primary host's base URL, http://HOST:PORT, got %q", p)
+		}
+		if c.Replica.Poll < 100*time.Millisecond {
+			bad("replica.poll", "want at least 100ms, got %s", c.Replica.Poll)
+		}
+		if c.ReplicaToken() == "" {
+			bad("replica.token", "a replica reads the primary's admin API: set replica.token (or admin_token) to the primary's admin_token")
+		}
 	}
 	c.Retrain.validate(bad)
 	x := c.Experiment

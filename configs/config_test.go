@@ -89,6 +89,9 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"cascade top below 1", map[string]string{"RERANK_RERANK_CASCADE_TOP": "0"}, nil, "rerank.cascade.top: want at least 1, got 0"},
 		{"cascade timeout 0", map[string]string{"RERANK_RERANK_CASCADE_TIMEOUT": "0s"}, nil, "rerank.cascade.timeout"},
 		{"cascade without a serving model", map[string]string{"RERANK_RERANK_CASCADE_MODEL_PATH": "ce"}, nil, "rerank.cascade.model_path: the cascade reranks the serving model's order: it needs rerank.model_path"},
+		{"replica of no URL", map[string]string{"RERANK_REPLICA_PRIMARY": "10.0.0.5:8080", "RERANK_ADMIN_TOKEN": "t"}, nil, `replica.primary: want the primary host's base URL, http://HOST:PORT, got "10.0.0.5:8080"`},
+		{"replica without a token", map[string]string{"RERANK_REPLICA_PRIMARY": "http://10.0.0.5:8080"}, nil, "replica.token: a replica reads the primary's admin API"},
+		{"replica polling too often", map[string]string{"RERANK_REPLICA_PRIMARY": "http://p:1", "RERANK_REPLICA_TOKEN": "t", "RERANK_REPLICA_POLL": "1ms"}, nil, "replica.poll: want at least 100ms, got 1ms"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("RERANK_CONFIG", "")

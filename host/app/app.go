@@ -20,6 +20,7 @@ import (
 	"github.com/rerankloop/rerank/host/lifecycle"
 	"github.com/rerankloop/rerank/host/pluginclient"
 	"github.com/rerankloop/rerank/host/registry"
+	"github.com/rerankloop/rerank/host/replica"
 	"github.com/rerankloop/rerank/host/retrain"
 	"github.com/rerankloop/rerank/host/search"
 	"github.com/rerankloop/rerank/plugin/checkpoint"
@@ -55,7 +56,10 @@ type Host struct {
 	Loop        *retrain.Controller
 	// Cascade is the plugin's name of the loaded cascade model; empty: none.
 	Cascade string
-	closers []func() error
+	// Follower keeps the reranker on replica.primary's serving version; nil:
+	// this host owns its registry. Its Run is the caller's to start.
+	Follower *replica.Follower
+	closers  []func() error
 }
 
 // Open starts the parts o asks for. On error, what was started is closed.
@@ -64,8 +68,8 @@ func Open(ctx context.Context, o Options) (h *Host, err error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.Reranker && cfg.Rerank.ModelPath == "" {
-		return nil, errors.New("the reranker needs rerank.model_path (the base checkpoint)")
+	if o.Reranker && cfg.Rerank.ModelPath == "" && cfg.Replica.Primary == "" {
+		return nil, errors.New("the reranker needs rerank.model_path (the base checkpoint) or replica.primary (a host to follow)")
 	}
 	h = &Host{Config: cfg, Logger: o.Logger}
 	defer func() {
@@ -122,7 +126,17 @@ func (h *Host) startLoop(ctx context.Context) error {
 			return fmt.Errorf("rerank.cascade.model_path: %w", err)
 		}
 	}
+	var primed error
+	if cfg.Replica.Primary != "" {
+		if primed = h.startFollower(ctx); primed != nil {
+			logger.Warn("replica: the primary's serving version was not copied at start; this host serves its own until a poll succeeds",
+				"primary", cfg.Replica.Primary, "err", primed)
+		}
+	}
 	v, err := lifecycle.Bootstrap(h.Registry, cfg.Rerank.ModelPath, logger)
+	if errors.Is(err, lifecycle.ErrNoServing) && primed != nil {
+		return fmt.Errorf("replica: nothing to serve: the primary's version could not be copied (%v) and this host has none of its own (rerank.model_path)", primed)
+	}
 	if err != nil {
 		return err
 	}
@@ -159,6 +173,25 @@ func (h *Host) startLoop(ctx context.Context) error {
 			"version", v.ID, "checkpoint", v.Checkpoint)
 	}
 	return nil
+}
+
+// startFollower makes the follower of replica.primary and copies the
+// primary's serving version, recorded as serving here, so the plugin starts
+// with it.
+func (h *Host) startFollower(ctx context.Context) error {
+	cfg := h.Config
+	name := cfg.Replica.Name
+	if name == "" {
+		host, _ := os.Hostname()
+		name = host + " " + cfg.Listen
+	}
+	f, err := replica.New(replica.Options{Primary: cfg.Replica.Primary, Token: cfg.ReplicaToken(), Name: name, Poll: cfg.Replica.Poll,
+		Dir: filepath.Join(cfg.DataDir, "replica"), Registry: h.Registry, Logger: h.Logger})
+	if err != nil {
+		return err
+	}
+	h.Follower = f
+	return f.Prime(ctx)
 }
 
 func (h *Host) onClose(fn func() error) { h.closers = append(h.closers, fn) }

@@ -105,10 +105,15 @@ func freePort(t *testing.T) int {
 // child process and returns its base URL.
 func startRerankOnly(t *testing.T, plugin, data, model string) string {
 	t.Helper()
+	return serveAddr(t, rerankOnlyCmd(t, plugin, data, model))
+}
+
+// rerankOnlyCmd is that child, not started.
+func rerankOnlyCmd(t *testing.T, plugin, data, model string) *exec.Cmd {
 	cmd := rerank(t, "serve", "--rerank-only", "--listen", "127.0.0.1:0", "--data-dir", data)
 	cmd.Env = append(cmd.Env, "RERANK_RERANK_MODEL_PATH="+model, "RERANK_RERANK_PLUGIN_PATH="+plugin,
 		"RERANK_RERANK_DEVICE=cpu", "RERANK_ADMIN_TOKEN=test-admin")
-	return serveAddr(t, cmd)
+	return cmd
 }
 
 // rerankCalls is how many /v1/rerank requests the host answered with 200.

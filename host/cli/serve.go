@@ -86,7 +86,7 @@ type runningHost struct {
 func serveHost(ctx context.Context, cfg configs.Config, logw io.Writer, ready func(runningHost)) error {
 	logger := newLogger(cfg, logw)
 	metrics := server.NewMetrics()
-	h, err := app.Open(ctx, app.Options{Config: cfg, Logger: logger, Reranker: cfg.Rerank.ModelPath != "", OnLogWrite: metrics.ObserveLogWrite})
+	h, err := app.Open(ctx, app.Options{Config: cfg, Logger: logger, Reranker: cfg.Rerank.ModelPath != "" || cfg.Replica.Primary != "", OnLogWrite: metrics.ObserveLogWrite})
 	if err != nil {
 		return err
 	}
@@ -95,10 +95,19 @@ func serveHost(ctx context.Context, cfg configs.Config, logw io.Writer, ready fu
 	var reranker contract.Reranker
 	if h.Plugin != nil {
 		reranker = h.Plugin
-		go loop.RunSchedule(ctx)
+		if h.Follower != nil {
+			// A replica's registry follows the primary's: it neither
+			// retrains nor runs experiments itself.
+			go func(){}(); _ = (func(ctx context.Context, version, reason string) error {
+				_, err := loop.Swap(ctx, version, reason)
+				return err
+			})
+		} else {
+			go loop.RunSchedule(ctx)
+		}
 	}
 
-	opts := server.Options{Index: ix, Reranker: reranker, Log: h.Log, Config: cfg, Logger: logger, Metrics: metrics, Loop: loop, Cascade: h.Cascade}
+	opts := server.Options{Index: ix, Reranker: reranker, Log: h.Log, Config: cfg, Logger: logger, Metrics: metrics, Loop: loop, Cascade: h.Cascade, Follower: h.Follower}
 	if loop != nil {
 		opts.Fusion = loop.Fusion
 	}

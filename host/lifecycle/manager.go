@@ -168,6 +168,18 @@ func Bootstrap(reg *registry.Registry, modelPath string, logger *slog.Logger) (r
 	return reg.Get(v.ID)
 }
 
+// Version is one registered version.
+func (m *Manager) Version(id string) (registry.Version, error) { return m.reg.Get(id) }
+
+// Serving is the serving version; ErrNoServing when none serves.
+func (m *Manager) Serving() (registry.Version, error) {
+	v, ok, err := m.reg.Serving()
+	if err == nil && !ok {
+		err = ErrNoServing
+	}
+	return v, err
+}
+
 // Models is the registry and what the plugin holds.
 type Models struct {
 	Serving  string             `json:"serving,omitempty"`

@@ -7,6 +7,7 @@ import (
 	"github.com/rerankloop/rerank/host/interleave"
 	"github.com/rerankloop/rerank/host/lifecycle"
 	"github.com/rerankloop/rerank/host/registry"
+	"github.com/rerankloop/rerank/host/replica"
 	"github.com/rerankloop/rerank/host/retrain"
 	"github.com/rerankloop/rerank/plugin/contract"
 )
@@ -17,13 +18,14 @@ func (s *Server) routeLoop() {
 	admin := func(h http.HandlerFunc) http.HandlerFunc {
 		return s.bearer(s.cfg.AdminToken, "admin_token", true, s.needLoop(h))
 	}
-	s.route("/admin/retrain", "admin_retrain", admin(s.handleRetrain), http.MethodGet, http.MethodPost, http.MethodDelete)
+	s.route("/admin/retrain", "admin_retrain", admin(s.primaryOnly(s.handleRetrain)), http.MethodGet, http.MethodPost, http.MethodDelete)
 	s.route("/admin/models", "admin_models", admin(s.handleModels), http.MethodGet)
-	s.route("/admin/swap", "admin_swap", admin(s.handleSwap), http.MethodPost)
-	s.route("/admin/rollback", "admin_rollback", admin(s.handleRollback), http.MethodPost)
-	s.route("/admin/experiments", "admin_experiments", admin(s.handleExperiments), http.MethodGet, http.MethodPost)
+	s.route("/admin/swap", "admin_swap", admin(s.primaryOnly(s.handleSwap)), http.MethodPost)
+	s.route("/admin/rollback", "admin_rollback", admin(s.primaryOnly(s.handleRollback)), http.MethodPost)
+	s.route("/admin/experiments", "admin_experiments", admin(s.primaryOnly(s.handleExperiments)), http.MethodGet, http.MethodPost)
 	s.route("/admin/experiments/{id}", "admin_experiment", admin(s.handleExperiment), http.MethodGet)
-	s.route("/admin/experiments/{id}/stop", "admin_experiment_stop", admin(s.handleExperimentStop), http.MethodPost)
+	s.route("/admin/experiments/{id}/stop", "admin_experiment_stop", admin(s.primaryOnly(s.handleExperimentStop)), http.MethodPost)
+	s.routeReplica(admin)
 	s.route("/models", "models_page", s.needLoop(s.handleModelsPage), http.MethodGet)
 }
 
@@ -107,13 +109,27 @@ func (s *Server) handleRetrain(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// modelsView is GET /admin/models: the registry, and who follows whom.
+type modelsView struct {
+	lifecycle.Models
+	// Replicas are the followers that polled this host (a primary).
+	Replicas []replica.Report `json:"replicas,omitempty"`
+	// Replica is this host's state as a follower.
+	Replica *replica.Status `json:"replica,omitempty"`
+}
+
 func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 	m, err := s.loop.Models(r.Context())
 	if err != nil {
 		s.loopFail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, m)
+	out := modelsView{Models: m, Replicas: s.roster.List()}
+	if s.follower != nil {
+		st := s.follower.Status()
+		out.Replica = &st
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // swapRequest is the body of POST /admin/swap and /admin/rollback.

@@ -28,6 +28,7 @@ import (
 	"github.com/rerankloop/rerank/evalharness/fusion"
 	"github.com/rerankloop/rerank/host/clicklog"
 	"github.com/rerankloop/rerank/host/interleave"
+	"github.com/rerankloop/rerank/host/replica"
 	"github.com/rerankloop/rerank/host/retrain"
 	"github.com/rerankloop/rerank/host/search"
 	"github.com/rerankloop/rerank/plugin/contract"
@@ -56,6 +57,9 @@ type Options struct {
 	// Cascade is the name of the cascade model loaded in the Reranker
 	// (host/app's Host.Cascade); empty: no cascade stage.
 	Cascade string
+	// Follower keeps this host on a primary's serving version
+	// (replica.primary); nil: this host is its own primary.
+	Follower *replica.Follower
 }
 
 // RunningExperiment is all a search needs of the experiments: the one
@@ -79,6 +83,8 @@ type Server struct {
 	fusion   func(version string) (fusion.Params, bool)
 	cascade  string
 	clicks   *clickLimiter
+	follower *replica.Follower
+	roster   replica.Roster // followers of this host
 }
 
 // New builds a Server.
@@ -96,7 +102,7 @@ func New(o Options) (*Server, error) {
 		o.Experiment = o.Loop
 	}
 	s := &Server{running: o.Experiment, ix: o.Index, reranker: o.Reranker, log: o.Log, cfg: o.Config, logger: o.Logger, metrics: o.Metrics, mux: http.NewServeMux(), loop: o.Loop, fusion: o.Fusion, cascade: o.Cascade,
-		clicks: newClickLimiter(o.Config.HTTP.ClickRate, o.Config.HTTP.ClickBurst)}
+		follower: o.Follower, clicks: newClickLimiter(o.Config.HTTP.ClickRate, o.Config.HTTP.ClickBurst)}
 	if rc, ok := o.Reranker.(restartCounter); ok {
 		s.metrics.watchRestarts(rc)
 	}
@@ -261,6 +267,10 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		} else {
 			out["reranker"] = "ok"
 		}
+	}
+	if s.follower != nil {
+		// Out of step with the primary, a replica still serves its version.
+		out["replica"] = s.follower.Status()
 	}
 	writeJSON(w, http.StatusOK, out)
 }
