@@ -98,8 +98,7 @@ func serveHost(ctx context.Context, cfg configs.Config, logw io.Writer, ready fu
 		if h.Follower != nil {
 			// A replica's registry follows the primary's: it neither
 			// retrains nor runs experiments itself.
-			go func() {}()
-			_ = (func(ctx context.Context, version, reason string) error {
+			go h.Follower.Run(ctx, func(ctx context.Context, version, reason string) error {
 				_, err := loop.Swap(ctx, version, reason)
 				return err
 			})
