@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,6 +46,7 @@ type Config struct {
 	Retrain    Retrain    `mapstructure:"retrain"`
 	Experiment Experiment `mapstructure:"experiment"`
 	Replica    Replica    `mapstructure:"replica"`
+	UBI        UBI        `mapstructure:"ubi"`
 
 	file string // the file read, empty for none
 }
@@ -181,6 +183,21 @@ func (c Config) ReplicaToken() string {
 		return c.Replica.Token
 	}
 	return c.AdminToken
+}
+
+// UBI is where an OpenSearch cluster's User Behavior Insights logs are read
+// from (rerank logs import-ubi; with Every, serve imports them itself).
+type UBI struct {
+	Cluster      string        `mapstructure:"cluster"`
+	Every        time.Duration `mapstructure:"every"`
+	Lookback     time.Duration `mapstructure:"lookback"`
+	QueriesIndex string        `mapstructure:"queries_index"`
+	EventsIndex  string        `mapstructure:"events_index"`
+	Actions      []string      `mapstructure:"actions"`
+	CopyDocsFrom string        `mapstructure:"copy_docs_from"`
+	TitleField   string        `mapstructure:"title_field"`
+	TextField    string        `mapstructure:"text_field"`
+	PageSize     int           `mapstructure:"page_size"`
 }
 
 // ClickLog sets how search and click events are kept.
@@ -439,12 +456,38 @@ func (c Config) validate() error {
 	if r.Cascade.ModelPath != "" && r.ModelPath == "" && c.Replica.Primary == "" {
 		bad("rerank.cascade.model_path", "the cascade reranks the serving model's order: it needs rerank.model_path (or replica.primary) too")
 	}
+	if p := c.UBI.Cluster; p != "" {
+		if u, err := url.Parse(p); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("ubi.cluster", "want the OpenSearch node's URL, http://HOST:9200, got %q", p)
+		}
+	}
+	if c.UBI.Every < 0 || c.UBI.Every > 0 && c.UBI.Every < time.Second {
+		bad("ubi.every", "want 0 (serve does not import) or at least 1s, got %s", c.UBI.Every)
+	}
+	if c.UBI.Every > 0 && c.UBI.Cluster == "" {
+		bad("ubi.every", "serve imports UBI logs every %s from ubi.cluster, which is not set", c.UBI.Every)
+	}
+	if c.UBI.Lookback < 0 {
+		bad("ubi.lookback", "want 0 or more, got %s", c.UBI.Lookback)
+	}
+	if c.UBI.QueriesIndex == "" || c.UBI.EventsIndex == "" || c.UBI.TextField == "" {
+		bad("ubi", "queries_index, events_index and text_field must not be empty")
+	}
+	if len(c.UBI.Actions) == 0 || slices.Contains(c.UBI.Actions, "") {
+		bad("ubi.actions", "want one or more action names that are clicks, got %q", c.UBI.Actions)
+	}
+	if c.UBI.PageSize < 1 || c.UBI.PageSize > 10000 {
+		bad("ubi.page_size", "want 1 to 10000, got %d", c.UBI.PageSize)
+	}
 	if p := c.Replica.Primary; p != "" {
 		if u, err := url.Parse(p); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("replica.primary", "want the primary host's base URL, http://HOST:PORT, got %q", p)
 		}
 		if c.Replica.Poll < 100*time.Millisecond {
 			bad("replica.poll", "want at least 100ms, got %s", c.Replica.Poll)
+		}
+		if c.UBI.Every > 0 {
+			bad("ubi.every", "a replica does not retrain: import the cluster's UBI logs on the primary")
 		}
 		if c.ReplicaToken() == "" {
 			bad("replica.token", "a replica reads the primary's admin API: set replica.token (or admin_token) to the primary's admin_token")

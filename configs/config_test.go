@@ -91,6 +91,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"cascade without a serving model", map[string]string{"RERANK_RERANK_CASCADE_MODEL_PATH": "ce"}, nil, "rerank.cascade.model_path: the cascade reranks the serving model's order: it needs rerank.model_path"},
 		{"replica of no URL", map[string]string{"RERANK_REPLICA_PRIMARY": "10.0.0.5:8080", "RERANK_ADMIN_TOKEN": "t"}, nil, `replica.primary: want the primary host's base URL, http://HOST:PORT, got "10.0.0.5:8080"`},
 		{"replica without a token", map[string]string{"RERANK_REPLICA_PRIMARY": "http://10.0.0.5:8080"}, nil, "replica.token: a replica reads the primary's admin API"},
+		{"ubi import without a cluster", map[string]string{"RERANK_UBI_EVERY": "1m"}, nil, "ubi.every: serve imports UBI logs every 1m0s from ubi.cluster, which is not set"},
+		{"ubi cluster not a URL", map[string]string{"RERANK_UBI_CLUSTER": "localhost"}, nil, `ubi.cluster: want the OpenSearch node's URL`},
 		{"replica polling too often", map[string]string{"RERANK_REPLICA_PRIMARY": "http://p:1", "RERANK_REPLICA_TOKEN": "t", "RERANK_REPLICA_POLL": "1ms"}, nil, "replica.poll: want at least 100ms, got 1ms"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -154,5 +156,19 @@ func TestUserHashKeyIsMadeOnceAndKept(t *testing.T) {
 	c.ClickLog.HashKey = "configured"
 	if k, _ := c.UserHashKey(); k != "configured" {
 		t.Fatalf("configured key ignored: %q", k)
+	}
+}
+
+func TestUBIFromTheEnvironment(t *testing.T) {
+	t.Setenv("RERANK_CONFIG", "")
+	t.Setenv("RERANK_UBI_CLUSTER", "http://127.0.0.1:9200")
+	t.Setenv("RERANK_UBI_ACTIONS", "click,add_to_cart")
+	t.Setenv("RERANK_UBI_EVERY", "30s")
+	c, err := Load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c.UBI.Actions, []string{"click", "add_to_cart"}) || c.UBI.Every != 30*time.Second || c.UBI.Lookback != 10*time.Minute {
+		t.Fatalf("ubi: %+v", c.UBI)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -200,8 +203,9 @@ func testUBIImport(t *testing.T, c *opensearch.Client, plugin string, queries []
 		t.Fatalf("%v\n%s", err, out)
 	}
 	t.Logf("resumed import: %s", out)
-	// The malformed query was counted by the failed run, whose pages of queries were complete.
-	if want := "skipped 1 events on documents the query did not show, 2 events on unknown queries, 1 malformed events\n"; !strings.Contains(out, want) {
+	// The malformed query, counted by the failed run, is read again: it lies
+	// within the lookback (ubi.lookback, 10m) of the queries' position.
+	if want := "skipped 1 events on documents the query did not show, 2 events on unknown queries, 1 malformed events, 1 malformed queries\n"; !strings.Contains(out, want) {
 		t.Errorf("output lacks %q:\n%s", want, out)
 	}
 	if s, k := countLog(t, data); s != n || k != l.clicks {
@@ -221,6 +225,30 @@ func testUBIImport(t *testing.T, c *opensearch.Client, plugin string, queries []
 	if s, k := countLog(t, data); s != n || k != l.clicks {
 		t.Fatalf("after the re-import the log holds %d searches and %d clicks, want %d and %d", s, k, n, l.clicks)
 	}
+	// Late documents: a search and its click stamped 5 minutes before the
+	// position reached, indexed only now. Read after the position alone they
+	// are missed; with the lookback they are imported once.
+	var late ubiLog
+	late.search("qid-late", "myeloid-derived suppressor cells", "user-late", base.Add(55*time.Minute), []string{"5836"}, map[string]int{"5836": 1}, nil)
+	late.write(t, c)
+	shown["5836"] = true
+	if out, err = evalCLI(t, append(args, "--lookback", "0s")...); err != nil || !strings.Contains(out, "imported 0 searches and 0 clicks") {
+		t.Fatalf("import without lookback: %v\n%s", err, out)
+	}
+	for range 2 {
+		out, err = evalCLI(t, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !strings.Contains(out, "imported 0 searches and 0 clicks; 1 searches and 1 clicks were already in the log") {
+		t.Fatalf("the second import with the lookback:\n%s", out)
+	}
+	if s, k := countLog(t, data); s != n+1 || k != l.clicks+1 {
+		t.Fatalf("with the late search the log holds %d searches and %d clicks, want %d and %d", s, k, n+1, l.clicks+1)
+	}
+	testServeImportsUBI(t, c, n+1, l.clicks+1)
+
 	ix, err := search.Open(filepath.Join(data, "index"))
 	if err != nil {
 		t.Fatal(err)
@@ -240,10 +268,10 @@ func testUBIImport(t *testing.T, c *opensearch.Client, plugin string, queries []
 		t.Setenv(k, v)
 	}
 	out, err = evalCLI(t, "retrain", "--data-dir", data)
-	if want := fmt.Sprintf("candidate v2 (parent v1, %d searches", n); err != nil || !strings.Contains(out, want) {
+	if want := fmt.Sprintf("candidate v2 (parent v1, %d searches", n+1); err != nil || !strings.Contains(out, want) {
 		t.Fatalf("retrain on the imported log: %v, output lacks %q:\n%s", err, want, out)
 	}
-	summary := fmt.Sprintf("opensearch e2e: import-ubi: %d searches, %d clicks imported; after a node failure and a lost cursor, still %d and %d; retrain trained candidate v2 on them", n, l.clicks, n, l.clicks)
+	summary := fmt.Sprintf("opensearch e2e: import-ubi: %d searches, %d clicks imported; after a node failure and a lost cursor, still %d and %d; a late search and click imported once; serve imported them all itself; retrain trained candidate v2 on them", n, l.clicks, n, l.clicks)
 	t.Log(summary)
 	fmt.Println(summary)
 
@@ -251,6 +279,53 @@ func testUBIImport(t *testing.T, c *opensearch.Client, plugin string, queries []
 	_, err = evalCLI(t, "logs", "import-ubi", "--cluster", fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), "--data-dir", t.TempDir())
 	if err == nil || !strings.Contains(err.Error(), "unreachable") {
 		t.Errorf("unreachable node: %v", err)
+	}
+}
+
+// testServeImportsUBI starts a rerank-only host importing the node's UBI
+// logs every second and checks, once its click log has seen as many writes
+// as the node holds searches and clicks, that it holds each exactly once.
+func testServeImportsUBI(t *testing.T, c *opensearch.Client, searches, clicks int) {
+	t.Helper()
+	data := t.TempDir()
+	cmd := rerank(t, "serve", "--rerank-only", "--listen", "127.0.0.1:0", "--data-dir", data)
+	cmd.Env = append(cmd.Env, "RERANK_UBI_CLUSTER="+c.URL(), "RERANK_UBI_EVERY=1s", "RERANK_UBI_COPY_DOCS_FROM="+osIndex)
+	base := serveAddr(t, cmd)
+	writes := func(kind string) int {
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		m := regexp.MustCompile(`rerank_clicklog_write_duration_seconds_count\{kind="` + kind + `"\} (\d+)`).FindSubmatch(raw)
+		if m == nil {
+			return 0
+		}
+		n, _ := strconv.Atoi(string(m[1]))
+		return n
+	}
+	// Two imports: the first stores everything, the second (its lookback)
+	// finds the latest again; the log must hold each once.
+	deadline := time.Now().Add(30 * time.Second)
+	for writes("search") < searches+1 || writes("click") < clicks+1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve's UBI import: %d search and %d click writes in 30 s, want %d and %d", writes("search"), writes("click"), searches+1, clicks+1)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if s, k := countLog(t, data); s != searches || k != clicks {
+		t.Fatalf("serve imported %d searches and %d clicks, the node holds %d and %d", s, k, searches, clicks)
+	}
+	ix, err := search.Open(filepath.Join(data, "index"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	if n, _ := ix.Count(); n == 0 {
+		t.Fatal("serve copied no shown documents into its index")
 	}
 }
 

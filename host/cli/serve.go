@@ -19,6 +19,7 @@ import (
 	"github.com/rerankloop/rerank/host/app"
 	"github.com/rerankloop/rerank/host/retrain"
 	"github.com/rerankloop/rerank/host/server"
+	"github.com/rerankloop/rerank/host/ubi"
 	"github.com/rerankloop/rerank/plugin/contract"
 )
 
@@ -105,6 +106,15 @@ func serveHost(ctx context.Context, cfg configs.Config, logw io.Writer, ready fu
 		} else {
 			go loop.RunSchedule(ctx)
 		}
+	}
+	if cfg.UBI.Every > 0 {
+		// The cluster's clicks reach the click log while this host serves;
+		// the retrain schedule counts them as the bleve host's.
+		feed, err := ubi.NewFeed(cfg.UBI, cfg.DataDir, h.Log, ix)
+		if err != nil {
+			return err
+		}
+		go feed.Run(ctx, logger)
 	}
 
 	opts := server.Options{Index: ix, Reranker: reranker, Log: h.Log, Config: cfg, Logger: logger, Metrics: metrics, Loop: loop, Cascade: h.Cascade, Follower: h.Follower}

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/rerankloop/rerank/host/clicklog"
 	"github.com/rerankloop/rerank/host/opensearch"
@@ -19,6 +20,11 @@ type Options struct {
 	EventsIndex  string   // default ubi_events
 	ClickActions []string // default ["click"]
 	PageSize     int      // default 500
+	// Lookback re-reads, at each import, what was logged up to this long
+	// before the cursor: documents indexed late (clients send their own
+	// timestamps; a refresh makes them visible later) or clicks read before
+	// their query are taken then. The log drops what it already holds.
+	Lookback time.Duration
 	// Shown, when set, receives the documents each page of queries showed
 	// (new searches and ones already logged) before that page's cursor is
 	// saved: an error stops the import there, so a re-run offers them again.
@@ -91,7 +97,7 @@ func Import(ctx context.Context, c *opensearch.Client, store *clicklog.Store, cu
 		}
 		return o.Shown(ids)
 	}
-	err := readAll(ctx, c, cursors, o.QueriesIndex, o.PageSize, flushShown, func(h opensearch.Hit) error {
+	err := readAll(ctx, c, cursors, o.QueriesIndex, o, flushShown, func(h opensearch.Hit) error {
 		var q Query
 		if err := json.Unmarshal(h.Source, &q); err != nil {
 			skip("malformed queries")
@@ -119,7 +125,7 @@ func Import(ctx context.Context, c *opensearch.Client, store *clicklog.Store, cu
 	if err != nil {
 		return st, fmt.Errorf("ubi import, %s: %w (%s)", o.QueriesIndex, err, st)
 	}
-	err = readAll(ctx, c, cursors, o.EventsIndex, o.PageSize, nil, func(h opensearch.Hit) error {
+	err = readAll(ctx, c, cursors, o.EventsIndex, o, nil, func(h opensearch.Hit) error {
 		var e Event
 		if err := json.Unmarshal(h.Source, &e); err != nil {
 			skip("malformed events")
@@ -158,13 +164,20 @@ func Import(ctx context.Context, c *opensearch.Client, store *clicklog.Store, cu
 	return st, nil
 }
 
-// readAll feeds every document of index after its cursor to fn, page by
-// page, and saves the cursor after each page fn and then flush (when not
-// nil) accepted whole.
-func readAll(ctx context.Context, c *opensearch.Client, cursors *Cursors, index string, size int, flush func() error, fn func(opensearch.Hit) error) error {
-	after := cursors.After(index)
+// readAll feeds every document of index after its cursor (less the
+// lookback) to fn, page by page, and saves the cursor after each page fn and
+// then flush (when not nil) accepted whole. The cursor never moves back.
+func readAll(ctx context.Context, c *opensearch.Client, cursors *Cursors, index string, o Options, flush func() error, fn func(opensearch.Hit) error) error {
+	saved := cursors.After(index)
+	after := saved
+	var query any = map[string]any{"match_all": map[string]any{}}
+	if ms, ok := cursorMillis(saved); ok && o.Lookback > 0 {
+		query = map[string]any{"range": map[string]any{"timestamp": map[string]any{
+			"gte": ms - o.Lookback.Milliseconds(), "format": "epoch_millis"}}}
+		after = nil
+	}
 	for {
-		hits, err := c.Page(ctx, index, map[string]any{"match_all": map[string]any{}}, "timestamp", after, size)
+		hits, err := c.Page(ctx, index, query, "timestamp", after, o.PageSize)
 		if errors.Is(err, opensearch.ErrNoIndex) {
 			return nil // nothing logged yet
 		}
@@ -185,8 +198,32 @@ func readAll(ctx context.Context, c *opensearch.Client, cursors *Cursors, index 
 			}
 		}
 		after = hits[len(hits)-1].Sort
-		if err := cursors.Save(index, after); err != nil {
-			return err
+		if beyond(after, saved) {
+			if err := cursors.Save(index, after); err != nil {
+				return err
+			}
+			saved = after
 		}
 	}
+}
+
+// cursorMillis is a cursor's timestamp (a date sorts as epoch milliseconds).
+func cursorMillis(cursor []any) (int64, bool) {
+	if len(cursor) == 0 {
+		return 0, false
+	}
+	ms, ok := cursor[0].(float64)
+	return int64(ms), ok
+}
+
+// beyond says whether the sort values a come after b: by timestamp, then _id.
+func beyond(a, b []any) bool {
+	am, aok := cursorMillis(a)
+	bm, bok := cursorMillis(b)
+	if !bok || !aok || am != bm {
+		return !bok || aok && am > bm
+	}
+	aid, _ := a[len(a)-1].(string)
+	bid, _ := b[len(b)-1].(string)
+	return aid > bid
 }
