@@ -12,7 +12,9 @@
 # default python3); RERANK_MINILM_DIR (else find-minilm.sh); RERANK_BENCH_DEVICE
 # (cpu), RERANK_BENCH_BATCHES (8,32,64), RERANK_BENCH_PRECISION (auto: fp32 on
 # CPU, bf16 on CUDA), BENCHTIME (3x), BENCH_THREADS (Python's; the Go
-# benchmarks use every core, which is 2 here); BENCH_RANDOM_MODEL=1: both sides
+# benchmarks use every core, which is 2 here); BENCH_ROUNDS=R (R > 1: each
+# row's Go pass and Python pass run back to back R times, for a machine shared
+# with other jobs: the table gives medians and the median of paired ratios); BENCH_RANDOM_MODEL=1: both sides
 # score a randomly initialised model of MiniLM-L6's shape instead of the
 # pretrained one (the GPU machine has no copy; the speed is the same) and the
 # bi-encoder is left out.
@@ -42,12 +44,37 @@ if [[ -z $out ]]; then
 fi
 mkdir -p "$out"
 
-benches='MatmulPeak|Forward|RerankLatency'
-[[ $device == cpu && -z ${BENCH_RANDOM_MODEL:-} ]] && benches+='|BiEncoderEmbedThroughput'
-go test -run='^$' -bench="^Benchmark($benches)\$" -benchtime="${BENCHTIME:-3x}" -timeout=60m ./plugin/internal/engine 2>&1 | tee "$out/go.log"
-((PIPESTATUS[0] == 0)) || { echo "bench-model: go test failed" >&2; exit 1; }
-"$py" $ref/bench_st.py --pairs-file plugin/testdata/parity/pairs.jsonl --threads "${BENCH_THREADS:-$(nproc)}" \
-	--device "$device" --precision "$precision" --batches ${batches//,/ } "${model[@]}" >"$out/st.json"
+gotest() { go test -run='^$' -timeout=60m "$@" ./plugin/internal/engine; }
+st() {
+	"$py" $ref/bench_st.py --pairs-file plugin/testdata/parity/pairs.jsonl --threads "${BENCH_THREADS:-$(nproc)}" \
+		--device "$device" --precision "$precision" "${model[@]}" "$@"
+}
+rest='RerankLatency'
+[[ $device == cpu && -z ${BENCH_RANDOM_MODEL:-} ]] && rest+='|BiEncoderEmbedThroughput'
+rounds=${BENCH_ROUNDS:-1}
+if ((rounds > 1)); then
+	# Paired rounds: each row's two sides run back to back, rounds times, so
+	# that both meet the same load on a shared machine; the table gives the
+	# medians and the median of the rounds' ratios.
+	gotest -bench='^BenchmarkMatmulPeak$' -benchtime="${BENCHTIME:-3x}" 2>&1 | tee "$out/go.log"
+	((PIPESTATUS[0] == 0)) || { echo "bench-model: go test failed" >&2; exit 1; }
+	: >"$out/st.json"
+	for len in 256 512; do
+		for batch in ${batches//,/ }; do
+			for ((r = 1; r <= rounds; r++)); do
+				gotest -bench="^BenchmarkForward\$/^len=$len\$/^batch=$batch\$" -benchtime=1x 2>&1 | tee -a "$out/go.log"
+				((PIPESTATUS[0] == 0)) || { echo "bench-model: go test failed" >&2; exit 1; }
+				st --lengths "$len" --batches "$batch" >>"$out/st.json"
+			done
+		done
+	done
+	gotest -bench="^Benchmark($rest)\$" -benchtime="${BENCHTIME:-3x}" 2>&1 | tee -a "$out/go.log"
+	((PIPESTATUS[0] == 0)) || { echo "bench-model: go test failed" >&2; exit 1; }
+else
+	gotest -bench="^Benchmark(MatmulPeak|Forward|$rest)\$" -benchtime="${BENCHTIME:-3x}" 2>&1 | tee "$out/go.log"
+	((PIPESTATUS[0] == 0)) || { echo "bench-model: go test failed" >&2; exit 1; }
+	st --batches ${batches//,/ } >"$out/st.json"
+fi
 encode=()
 if [[ $device == cpu && -z ${BENCH_RANDOM_MODEL:-} ]]; then
 	"$py" $ref/bench_st_encode.py --texts-file plugin/testdata/parity/pairs.jsonl --id-prefix scifact- --unique \

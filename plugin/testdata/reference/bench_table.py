@@ -7,57 +7,81 @@ objects of bench_st.py (CrossEncoder.predict) and bench_st_encode.py (SentenceTr
 Prints a Markdown table, one row per (max_length, batch) and one for the bi-encoder: pairs (texts)/s of each
 side and Go/Python (also per CPU-second of each process), GFLOP/s against each side's fp32 matmul peak measured in the same run, peak memory; then
 the rerank latency of one search. Exits 1 when a row lacks a side.
+
+With paired rounds (bench-model.sh's BENCH_ROUNDS: GO_LOG holds a row's Go result once per round, ST_JSON
+one bench_st.py object per round, in the same order), each figure is the median over the rounds and the
+ratios are the medians of the rounds' own ratios (each round's two sides ran back to back).
 """
 
 import json
 import re
+import statistics
 import sys
 
 
 def go_results(path):
-    """{benchmark name without -GOMAXPROCS: {unit: value}} from go test -bench output."""
+    """{benchmark name without -GOMAXPROCS: [{unit: value}, one per run]} from go test -bench output."""
     out = {}
     for line in open(path, encoding="utf-8"):
         f = line.split()
         if not f or not f[0].startswith("Benchmark") or len(f) < 4 or not f[1].isdigit():
             continue
         name = re.sub(r"-\d+$", "", f[0])
-        out[name] = {f[i + 1]: float(f[i]) for i in range(2, len(f) - 1, 2)}
+        out.setdefault(name, []).append({f[i + 1]: float(f[i]) for i in range(2, len(f) - 1, 2)})
     return out
 
 
-def last_json(path):
-    text = open(path, encoding="utf-8").read()
-    return json.loads(text[text.index("{\n"):])
+def json_objects(path):
+    """Every top-level JSON object in the file (bench_st.py prints one per run)."""
+    text, dec, out, i = open(path, encoding="utf-8").read(), json.JSONDecoder(), [], 0
+    while (i := text.find("{\n", i)) >= 0:
+        obj, i = dec.raw_decode(text, i)
+        out.append(obj)
+    return out
+
+
+def median(xs):
+    return statistics.median(xs)
 
 
 def main():
     go = go_results(sys.argv[1])
-    st = last_json(sys.argv[2])
-    enc = last_json(sys.argv[3]) if len(sys.argv) > 3 else None
-    go_peak = go.get("BenchmarkMatmulPeak", {}).get("GFLOP/s")
-    py_peak = st.get("matmul_peak_gflops_per_s")
+    runs = json_objects(sys.argv[2])
+    st = runs[-1]
+    enc = json_objects(sys.argv[3])[-1] if len(sys.argv) > 3 else None
+    go_peak = median([r["GFLOP/s"] for r in go["BenchmarkMatmulPeak"]]) if "BenchmarkMatmulPeak" in go else None
+    py_peak = median([r["matmul_peak_gflops_per_s"] for r in runs])
     pct = lambda v, p: f"{v:.0f} ({100 * v / p:.0f}%)" if p else f"{v:.0f}"
+    rows = {}  # (max_length, batch) -> Python results, one per round
+    for run in runs:
+        for r in run["results"]:
+            rows.setdefault((r["max_length"], r["batch_size"]), []).append(r)
+    rounds = max(len(v) for v in rows.values())
     print(f"device {st['device']}, precision {st.get('precision', 'fp32')}, {st['torch_threads']} threads; "
           f"sentence-transformers {st['sentence_transformers']} on torch {st['torch']}; "
-          f"fp32 1024^3 matmul peak: Go {go_peak or '?'} GFLOP/s, Python {py_peak} GFLOP/s")
+          f"fp32 1024^3 matmul peak: Go {go_peak or '?'} GFLOP/s, Python {py_peak} GFLOP/s"
+          + (f"; medians of {rounds} paired rounds" if rounds > 1 else ""))
     print()
     print("| model | max_length | batch | Go pairs/s | Python pairs/s | Go/Python | Go/Python per CPU-second "
           "| Go GFLOP/s (% of peak) | Python GFLOP/s (% of peak) | Go peak MB | Python peak MB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     missing = 0
-    for r in st["results"]:
-        g = go.get(f"BenchmarkForward/len={r['max_length']}/batch={r['batch_size']}")
-        if g is None:
+    for (length, batch), py in rows.items():
+        g = go.get(f"BenchmarkForward/len={length}/batch={batch}")
+        if g is None or len(g) != len(py):
             missing += 1
-            print(f"| cross-encoder | {r['max_length']} | {r['batch_size']} | (no Go row) | {r['pairs_per_s']} | | | | | | |")
+            print(f"| cross-encoder | {length} | {batch} | (no Go row for each round) | "
+                  f"{median([r['pairs_per_s'] for r in py])} | | | | | | |")
             continue
-        print(f"| cross-encoder | {r['max_length']} | {r['batch_size']} | {g['pairs/s']:.1f} | {r['pairs_per_s']:.1f} "
-              f"| **{g['pairs/s'] / r['pairs_per_s']:.2f}** | {g['pairs/cpu-s'] / r['pairs_per_cpu_s']:.2f} "
-              f"| {pct(g['GFLOP/s'], go_peak)} "
-              f"| {pct(r['gflops_per_s'], py_peak)} | {g['peakRSS-MB']:.0f} | {r['peak_mb']} |")
+        gm = lambda k: median([x[k] for x in g])
+        pm = lambda k: median([x[k] for x in py])
+        wall = median([a["pairs/s"] / b["pairs_per_s"] for a, b in zip(g, py)])
+        cpu = median([a["pairs/cpu-s"] / b["pairs_per_cpu_s"] for a, b in zip(g, py)])
+        print(f"| cross-encoder | {length} | {batch} | {gm('pairs/s'):.1f} | {pm('pairs_per_s'):.1f} "
+              f"| **{wall:.2f}** | {cpu:.2f} | {pct(gm('GFLOP/s'), go_peak)} "
+              f"| {pct(pm('gflops_per_s'), py_peak)} | {gm('peakRSS-MB'):.0f} | {pm('peak_mb'):.0f} |")
     if enc is not None:
-        g = go.get("BenchmarkBiEncoderEmbedThroughput")
+        g = go.get("BenchmarkBiEncoderEmbedThroughput", [None])[-1]
         if g is None or g["texts"] != enc["texts"]:
             missing += 1
             print(f"| bi-encoder | {enc['max_seq_length']} | {enc['batch_size']} | (no matching Go row) "
@@ -66,7 +90,7 @@ def main():
             print(f"| bi-encoder (texts/s) | {enc['max_seq_length']} | {enc['batch_size']} | {g['texts/s']:.1f} "
                   f"| {enc['texts_per_s']:.1f} | **{g['texts/s'] / enc['texts_per_s']:.2f}** | | | | "
                   f"{g['peakRSS-MB']:.0f} | |")
-    lat = sorted((k, v) for k, v in go.items() if k.startswith("BenchmarkRerankLatency/"))
+    lat = sorted((k, v[-1]) for k, v in go.items() if k.startswith("BenchmarkRerankLatency/"))
     if lat:
         print()
         print("Go rerank latency of one search (Rerank, batch 32): " + ", ".join(
