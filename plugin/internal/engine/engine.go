@@ -450,9 +450,36 @@ func embed(l *loaded, b bert.Batch, chunk []pair) error {
 	return nil
 }
 
-// Rerank tokenizes on the caller's goroutine, queues the inputs for the
-// model thread and waits for their scores or the context's end. A swap
-// between the two makes it encode again for the new model (at most twice).
+// encodePerWorker is the fewest inputs worth a goroutine of their own.
+const encodePerWorker = 8
+
+// encodeAll runs encode for inputs 0..n-1 on up to GOMAXPROCS goroutines and
+// returns the results in order, or the error of the first failing input: a
+// GPU scores pairs faster than one core tokenizes them.
+func encodeAll(n int, encode func(i int) ([]tokenize.Pair, error)) ([][]tokenize.Pair, error) {
+	out, errs := make([][]tokenize.Pair, n), make([]error, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range max(1, min(runtime.GOMAXPROCS(0), n/encodePerWorker)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				out[i], errs[i] = encode(i)
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Rerank tokenizes on the caller's goroutine (with helpers for long lists),
+// queues the inputs for the model thread and waits for their scores or the
+// context's end. A swap between the two makes it encode again for the new
+// model (at most twice).
 func (e *Engine) Rerank(ctx context.Context, req contract.RerankRequest) (contract.RerankResponse, error) {
 	for attempt := 0; ; attempt++ {
 		l, err := e.lookup(req.Model)
@@ -477,8 +504,8 @@ func (e *Engine) Rerank(ctx context.Context, req contract.RerankRequest) (contra
 
 func (e *Engine) rerankCross(ctx context.Context, l *loaded, req contract.RerankRequest) (contract.RerankResponse, error) {
 	r := &request{ctx: ctx, model: req.Model, want: l, scores: make([]float32, len(req.Documents)), done: make(chan error, 1)}
-	for i, d := range req.Documents {
-		r.scores[i] = float32(-3.4e38)
+	encs, err := encodeAll(len(req.Documents), func(i int) ([]tokenize.Pair, error) {
+		d := req.Documents[i]
 		var encs []tokenize.Pair
 		var err error
 		if e.opts.Window {
@@ -489,9 +516,16 @@ func (e *Engine) rerankCross(ctx context.Context, l *loaded, req contract.Rerank
 			encs = []tokenize.Pair{p}
 		}
 		if err != nil {
-			return contract.RerankResponse{}, fmt.Errorf("%w: document %d (%q): %v", contract.ErrInvalidRequest, i, d.ID, err)
+			return nil, fmt.Errorf("%w: document %d (%q): %v", contract.ErrInvalidRequest, i, d.ID, err)
 		}
-		for _, p := range encs {
+		return encs, nil
+	})
+	if err != nil {
+		return contract.RerankResponse{}, err
+	}
+	for i, ps := range encs {
+		r.scores[i] = float32(-3.4e38)
+		for _, p := range ps {
 			r.pairs = append(r.pairs, pair{enc: p, req: r, doc: i})
 		}
 	}
@@ -519,20 +553,9 @@ func (e *Engine) rerankBi(ctx context.Context, l *loaded, req contract.RerankReq
 	if err != nil {
 		return contract.RerankResponse{}, fmt.Errorf("embedding cache of %s: %w", l.info.Version, err)
 	}
-	sentence := l.model.Cfg.Sentence
-	r := &request{ctx: ctx, model: req.Model, want: l, done: make(chan error, 1)}
-	add := func(text string) error {
-		p, err := l.tok.EncodeText(text, sentence.MaxSeqLength)
-		if err != nil {
-			return err
-		}
-		r.pairs = append(r.pairs, pair{enc: p, req: r, doc: len(r.pairs)})
-		return nil
-	}
-	if err := add(req.Query); err != nil {
-		return contract.RerankResponse{}, fmt.Errorf("%w: query: %v", contract.ErrInvalidRequest, err)
-	}
-	// missing maps a text's position in r.pairs to the documents that share it.
+	// The texts to embed: the query, then each document text not cached,
+	// once; missing maps a text's key to its position among them.
+	texts, docOf := []string{req.Query}, []int{-1}
 	missing := map[embcache.Key]int{}
 	var newKeys []embcache.Key
 	for i, d := range req.Documents {
@@ -542,11 +565,27 @@ func (e *Engine) rerankBi(ctx context.Context, l *loaded, req contract.RerankReq
 		if _, ok := missing[keys[i]]; ok {
 			continue
 		}
-		missing[keys[i]] = len(r.pairs)
+		missing[keys[i]] = len(texts)
 		newKeys = append(newKeys, keys[i])
-		if err := add(d.Text); err != nil {
-			return contract.RerankResponse{}, fmt.Errorf("%w: document %d (%q): %v", contract.ErrInvalidRequest, i, d.ID, err)
+		texts, docOf = append(texts, d.Text), append(docOf, i)
+	}
+	sentence := l.model.Cfg.Sentence
+	encs, err := encodeAll(len(texts), func(i int) ([]tokenize.Pair, error) {
+		p, err := l.tok.EncodeText(texts[i], sentence.MaxSeqLength)
+		switch j := docOf[i]; {
+		case err != nil && j < 0:
+			return nil, fmt.Errorf("%w: query: %v", contract.ErrInvalidRequest, err)
+		case err != nil:
+			return nil, fmt.Errorf("%w: document %d (%q): %v", contract.ErrInvalidRequest, j, req.Documents[j].ID, err)
 		}
+		return []tokenize.Pair{p}, nil
+	})
+	if err != nil {
+		return contract.RerankResponse{}, err
+	}
+	r := &request{ctx: ctx, model: req.Model, want: l, done: make(chan error, 1)}
+	for i, ps := range encs {
+		r.pairs = append(r.pairs, pair{enc: ps[0], req: r, doc: i})
 	}
 	r.vecs = make([][]float32, len(r.pairs))
 	if err := e.submit(ctx, r); err != nil {
