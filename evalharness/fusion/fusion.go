@@ -16,6 +16,10 @@
 //     whose (cleaned) values are all equal, one candidate included,
 //     normalises to all 0, so it adds nothing to the order. The fused score
 //     is a*first + (1-a)*model.
+//   - zscore: each list is standardised per query (mean 0, standard
+//     deviation 1; a constant list, one candidate included, becomes all 0)
+//     and the fused score is a*first + (1-a)*model: less swayed than
+//     min-max by one outlying score, which sets a min-max range alone.
 //   - rrf: each list is ranked (ranks from 1, ties by input position, so tied
 //     scores get distinct ranks) and the fused score is
 //     a/(k+rank_first) + (1-a)/(k+rank_model). With a = 0.5 this is classic
@@ -47,6 +51,7 @@ import (
 // Methods.
 const (
 	MinMax = "minmax"
+	ZScore = "zscore"
 	RRF    = "rrf"
 )
 
@@ -56,7 +61,7 @@ const DefaultRRFK = 60
 // Params is how one model version's scores are fused with the first stage;
 // stored as fusion.json beside a checkpoint and in the model registry.
 type Params struct {
-	Method     string  `json:"method"`              // MinMax (also when empty) or RRF
+	Method     string  `json:"method"`              // MinMax (also when empty), ZScore or RRF
 	BM25Weight float64 `json:"bm25_weight"`         // a: weight on the first stage; 0 = model alone, 1 = first stage alone
 	RRFK       float64 `json:"rrf_k,omitempty"`     // RRF's k; 0 means DefaultRRFK; ignored by minmax
 	FittedOn   string  `json:"fitted_on,omitempty"` // what a was fitted on, e.g. "scifact train (240 queries)"
@@ -67,9 +72,9 @@ type Params struct {
 // default) or positive, NDCG10 within [0,1], and no number is NaN or infinite.
 func (p Params) Validate() error {
 	switch p.Method {
-	case "", MinMax, RRF:
+	case "", MinMax, ZScore, RRF:
 	default:
-		return fmt.Errorf("fusion: unknown method %q (want %q or %q)", p.Method, MinMax, RRF)
+		return fmt.Errorf("fusion: unknown method %q (want %q, %q or %q)", p.Method, MinMax, ZScore, RRF)
 	}
 	if !(p.BM25Weight >= 0 && p.BM25Weight <= 1) { // also catches NaN
 		return fmt.Errorf("fusion: bm25_weight %v must be within [0,1]", p.BM25Weight)
@@ -112,8 +117,12 @@ func (p Params) Fuse(first, model []float64) []float64 {
 		}
 		return out
 	}
-	normalise(f)
-	normalise(m)
+	scale := normalise
+	if p.Method == ZScore {
+		scale = standardise
+	}
+	scale(f)
+	scale(m)
 	for i := range out {
 		out[i] = a*f[i] + (1-a)*m[i]
 	}
@@ -171,6 +180,36 @@ func normalise(xs []float64) {
 	span := hi*scale - lo*scale
 	for i, x := range xs {
 		xs[i] = min((x*scale-lo*scale)/span, 1)
+	}
+}
+
+// standardise maps finite xs to mean 0 and standard deviation 1 in place; a
+// constant list becomes all 0.
+func standardise(xs []float64) {
+	if len(xs) == 0 {
+		return
+	}
+	// Scaled by the largest magnitude first, so that squares cannot overflow.
+	big := max(math.Abs(slices.Min(xs)), math.Abs(slices.Max(xs)))
+	if big == 0 {
+		return
+	}
+	mean := 0.0
+	for _, x := range xs {
+		mean += x / big
+	}
+	mean /= float64(len(xs))
+	sd := 0.0
+	for _, x := range xs {
+		sd += (x/big - mean) * (x/big - mean)
+	}
+	sd = math.Sqrt(sd / float64(len(xs)))
+	if sd == 0 {
+		clear(xs)
+		return
+	}
+	for i, x := range xs {
+		xs[i] = (x/big - mean) / sd
 	}
 }
 
@@ -340,14 +379,18 @@ func Fit(method string, queries []Query, grid []float64) (Params, []GridPoint, e
 	return out, points, nil
 }
 
-// String describes p in a report: "minmax a=0.30" or "rrf a=0.50 k=60".
+// String describes p in a report: "minmax a=0.30", "zscore a=0.30" or
+// "rrf a=0.50 k=60".
 func (p Params) String() string {
-	if p.Method == RRF {
+	switch p.Method {
+	case RRF:
 		k := p.RRFK
 		if k == 0 {
 			k = DefaultRRFK
 		}
 		return fmt.Sprintf("rrf a=%.2f k=%g", p.BM25Weight, k)
+	case ZScore:
+		return fmt.Sprintf("zscore a=%.2f", p.BM25Weight)
 	}
 	return fmt.Sprintf("minmax a=%.2f", p.BM25Weight)
 }

@@ -43,9 +43,28 @@ func TestFuseMinMaxHandComputed(t *testing.T) {
 	wantScores(t, wide, []float64{0.5, 0.25, 0.75})
 }
 
+func TestFuseZScoreHandComputed(t *testing.T) {
+	// first [10 4 7]: mean 7, sd sqrt(6); model [0.2 0.8 -0.4]: mean 0.2, sd sqrt(0.24).
+	p := Params{Method: ZScore, BM25Weight: 0.3}
+	got := p.Fuse([]float64{10, 4, 7}, []float64{0.2, 0.8, -0.4})
+	zf := []float64{3 / math.Sqrt(6), -3 / math.Sqrt(6), 0}
+	zm := []float64{0, 0.6 / math.Sqrt(0.24), -0.6 / math.Sqrt(0.24)}
+	wantScores(t, got, []float64{0.3*zf[0] + 0.7*zm[0], 0.3*zf[1] + 0.7*zm[1], 0.3*zf[2] + 0.7*zm[2]})
+	// Constant lists add nothing; values near the float64 limits stay finite.
+	wantScores(t, p.Fuse([]float64{3, 3, 3}, []float64{7, 7, 7}), []float64{0, 0, 0})
+	for _, x := range p.Fuse([]float64{-1e308, 0, 1e308}, []float64{1e308, 1e308, -1e308}) {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			t.Fatalf("non-finite fused score %v", x)
+		}
+	}
+	if s := p.String(); s != "zscore a=0.30" {
+		t.Fatalf("String: %q", s)
+	}
+}
+
 func TestFuseExtremeWeightsReproduceOrders(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 7))
-	for _, method := range []string{MinMax, RRF} {
+	for _, method := range []string{MinMax, ZScore, RRF} {
 		for trial := range 200 {
 			n := 1 + rng.IntN(40)
 			first, model := make([]float64, n), make([]float64, n)

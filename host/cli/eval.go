@@ -121,7 +121,7 @@ each stage measured in the run (mean, p50, p99) follows the table.`,
 	fl.IntVar(&f.resamples, "resamples", compare.DefaultResamples, "bootstrap resamples and randomization rounds")
 	fl.Uint64Var(&f.seed, "seed", 1, "seed of the bootstrap and randomization test")
 	fl.StringVar(&f.fuse, "fuse", "", "fusion with BM25: none, auto, or the weight a on BM25 in [0,1] (default: the model's fusion.json, else none)")
-	fl.StringVar(&f.fuseMethod, "fuse-method", fusion.MinMax, "minmax (weighted sum of per-query min-max scores) or rrf (reciprocal rank fusion)")
+	fl.StringVar(&f.fuseMethod, "fuse-method", fusion.MinMax, "minmax (weighted sum of per-query min-max scores), zscore (of per-query standardised scores) or rrf (reciprocal rank fusion)")
 	fl.StringVar(&f.fitSplit, "fit-split", "train", "BEIR split whose queries --fuse auto fits a on")
 	fl.IntVar(&f.fitQueries, "fit-queries", 0, "fit on this many of them, a seeded sample (0: all)")
 	fl.BoolVar(&f.saveFusion, "save-fusion", false, "write the fitted fusion to fusion.json beside the checkpoint(s)")

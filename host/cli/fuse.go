@@ -22,8 +22,8 @@ type fuseChoice struct {
 
 func parseFuse(f evalFlags) (fuseChoice, error) {
 	c := fuseChoice{method: f.fuseMethod, save: f.saveFusion}
-	if f.fuseMethod != fusion.MinMax && f.fuseMethod != fusion.RRF {
-		return c, fmt.Errorf("--fuse-method %q: want %s or %s", f.fuseMethod, fusion.MinMax, fusion.RRF)
+	if f.fuseMethod != fusion.MinMax && f.fuseMethod != fusion.ZScore && f.fuseMethod != fusion.RRF {
+		return c, fmt.Errorf("--fuse-method %q: want %s, %s or %s", f.fuseMethod, fusion.MinMax, fusion.ZScore, fusion.RRF)
 	}
 	switch f.fuse {
 	case "":
