@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -93,18 +94,24 @@ func serveHost(ctx context.Context, cfg configs.Config, logw io.Writer, ready fu
 	}
 	defer h.Close()
 	ix, loop := h.Index, h.Loop
+	// Background work ends before the host closes what it writes to.
+	bgctx, stopBackground := context.WithCancel(ctx)
+	var background sync.WaitGroup
+	defer func() { stopBackground(); background.Wait() }()
 	var reranker contract.Reranker
 	if h.Plugin != nil {
 		reranker = h.Plugin
 		if h.Follower != nil {
 			// A replica's registry follows the primary's: it neither
 			// retrains nor runs experiments itself.
-			go h.Follower.Run(ctx, func(ctx context.Context, version, reason string) error {
-				_, err := loop.Swap(ctx, version, reason)
-				return err
+			background.Go(func() {
+				h.Follower.Run(bgctx, func(ctx context.Context, version, reason string) error {
+					_, err := loop.Swap(ctx, version, reason)
+					return err
+				})
 			})
 		} else {
-			go loop.RunSchedule(ctx)
+			background.Go(func() { loop.RunSchedule(bgctx) })
 		}
 	}
 	if cfg.UBI.Every > 0 {
@@ -114,7 +121,7 @@ func serveHost(ctx context.Context, cfg configs.Config, logw io.Writer, ready fu
 		if err != nil {
 			return err
 		}
-		go feed.Run(ctx, logger)
+		background.Go(func() { feed.Run(bgctx, logger) })
 	}
 
 	opts := server.Options{Index: ix, Reranker: reranker, Log: h.Log, Config: cfg, Logger: logger, Metrics: metrics, Loop: loop, Cascade: h.Cascade, Follower: h.Follower}
