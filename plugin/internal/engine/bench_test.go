@@ -148,6 +148,15 @@ func BenchmarkForward(b *testing.B) {
 					flops += forwardFLOPs(l.model.Cfg, n, len(sorted[s].enc.IDs))
 					s += n
 				}
+				// The peak of this moment, on the model's thread: a shared
+				// machine's load changes between rows.
+				var peak float64
+				e.onThread(func() { peak = matmulPeak(b, 20) })
+				if e.device != gotch.CPU {
+					if err := bert.SetTF32(e.precision != bert.FP32); err != nil {
+						b.Fatal(err)
+					}
+				}
 				b.ResetTimer()
 				start, cpu := time.Now(), cpuSeconds()
 				for i := 0; i < b.N; i++ {
@@ -161,6 +170,7 @@ func BenchmarkForward(b *testing.B) {
 				b.ReportMetric(float64(len(pairs)*b.N)/sec, "pairs/s")
 				b.ReportMetric(float64(len(pairs)*b.N)/(cpuSeconds()-cpu), "pairs/cpu-s")
 				b.ReportMetric(flops*float64(b.N)/sec/1e9, "GFLOP/s")
+				b.ReportMetric(peak, "peak-GFLOP/s")
 				b.ReportMetric(peakRSSMB(), "peakRSS-MB")
 			})
 		}
@@ -200,11 +210,17 @@ func BenchmarkRerankLatency(b *testing.B) {
 func BenchmarkMatmulPeak(b *testing.B) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	b.ReportMetric(matmulPeak(b, b.N), "GFLOP/s")
+}
+
+// matmulPeak times reps fp32 products of two 1024 x 1024 matrices after one
+// warm-up product, as bench_st.py's matmul_peak does, in GFLOP/s.
+func matmulPeak(b *testing.B, reps int) float64 {
 	device := gotch.CPU
 	if benchDevice() == "cuda" {
 		device = gotch.CudaIfAvailable()
 	}
-	// An engine made by an earlier benchmark may have turned TF32 on.
+	// An engine may have turned TF32 on (the caller restores it).
 	if err := bert.SetTF32(false); err != nil {
 		b.Fatal(err)
 	}
@@ -220,16 +236,20 @@ func BenchmarkMatmulPeak(b *testing.B) {
 			}
 		}
 	}
-	sync()
-	b.ResetTimer()
-	start := time.Now()
-	for i := 0; i < b.N; i++ {
+	product := func() {
 		z, err := x.Matmul(y, false)
 		if err != nil {
 			b.Fatal(err)
 		}
 		z.Drop()
 	}
+	product() // thread start-up and allocation
 	sync()
-	b.ReportMetric(2*n*n*n*float64(b.N)/time.Since(start).Seconds()/1e9, "GFLOP/s")
+	b.ResetTimer()
+	start := time.Now()
+	for range reps {
+		product()
+	}
+	sync()
+	return 2 * n * n * n * float64(reps) / time.Since(start).Seconds() / 1e9
 }

@@ -5,7 +5,8 @@ objects of bench_st.py (CrossEncoder.predict) and bench_st_encode.py (SentenceTr
     bench_table.py GO_LOG ST_JSON [ST_ENCODE_JSON]
 
 Prints a Markdown table, one row per (max_length, batch) and one for the bi-encoder: pairs (texts)/s of each
-side and Go/Python (also per CPU-second of each process), GFLOP/s against each side's fp32 matmul peak measured in the same run, peak memory; then
+side and Go/Python (also per CPU-second of each process), GFLOP/s against each side's fp32 matmul peak measured in the same
+process just before (Go: per row; Python: per run), peak memory; then
 the rerank latency of one search. Exits 1 when a row lacks a side.
 
 With paired rounds (bench-model.sh's BENCH_ROUNDS: GO_LOG holds a row's Go result once per round, ST_JSON
@@ -14,6 +15,7 @@ ratios are the medians of the rounds' own ratios (each round's two sides ran bac
 """
 
 import json
+import math
 import re
 import statistics
 import sys
@@ -51,11 +53,11 @@ def main():
     enc = json_objects(sys.argv[3])[-1] if len(sys.argv) > 3 else None
     go_peak = median([r["GFLOP/s"] for r in go["BenchmarkMatmulPeak"]]) if "BenchmarkMatmulPeak" in go else None
     py_peak = median([r["matmul_peak_gflops_per_s"] for r in runs])
-    pct = lambda v, p: f"{v:.0f} ({100 * v / p:.0f}%)" if p else f"{v:.0f}"
-    rows = {}  # (max_length, batch) -> Python results, one per round
+    rows = {}  # (max_length, batch) -> Python results, one per round, each with its run's peak
     for run in runs:
         for r in run["results"]:
-            rows.setdefault((r["max_length"], r["batch_size"]), []).append(r)
+            rows.setdefault((r["max_length"], r["batch_size"]), []).append(
+                dict(r, peak=run["matmul_peak_gflops_per_s"]))
     rounds = max(len(v) for v in rows.values())
     print(f"device {st['device']}, precision {st.get('precision', 'fp32')}, {st['torch_threads']} threads; "
           f"sentence-transformers {st['sentence_transformers']} on torch {st['torch']}; "
@@ -77,9 +79,13 @@ def main():
         pm = lambda k: median([x[k] for x in py])
         wall = median([a["pairs/s"] / b["pairs_per_s"] for a, b in zip(g, py)])
         cpu = median([a["pairs/cpu-s"] / b["pairs_per_cpu_s"] for a, b in zip(g, py)])
+        # Against the peak measured just before the row in the same process
+        # where there is one: the load of a shared machine changes.
+        go_pct = median([x["GFLOP/s"] / x.get("peak-GFLOP/s", go_peak or math.nan) for x in g])
+        py_pct = median([x["gflops_per_s"] / x["peak"] for x in py])
         print(f"| cross-encoder | {length} | {batch} | {gm('pairs/s'):.1f} | {pm('pairs_per_s'):.1f} "
-              f"| **{wall:.2f}** | {cpu:.2f} | {pct(gm('GFLOP/s'), go_peak)} "
-              f"| {pct(pm('gflops_per_s'), py_peak)} | {gm('peakRSS-MB'):.0f} | {pm('peak_mb'):.0f} |")
+              f"| **{wall:.2f}** | {cpu:.2f} | {gm('GFLOP/s'):.0f} ({100 * go_pct:.0f}%) "
+              f"| {pm('gflops_per_s'):.0f} ({100 * py_pct:.0f}%) | {gm('peakRSS-MB'):.0f} | {pm('peak_mb'):.0f} |")
     if enc is not None:
         g = go.get("BenchmarkBiEncoderEmbedThroughput", [None])[-1]
         if g is None or g["texts"] != enc["texts"]:
