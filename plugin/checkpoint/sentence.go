@@ -30,14 +30,19 @@ const (
 
 // Module types of sentence-transformers, in the older (models.X) and newer
 // (sentence_transformer.modules.X) spellings; both load in sentence-transformers.
+// sentence-transformers 6.2 saves the full module paths (base.modules.transformer.Transformer,
+// sentence_transformer.modules.pooling.Pooling, base.modules.normalize.Normalize).
 var moduleKinds = map[string]string{
-	"sentence_transformers.models.Transformer":                       "transformer",
-	"sentence_transformers.models.Pooling":                           "pooling",
-	"sentence_transformers.models.Normalize":                         "normalize",
-	"sentence_transformers.sentence_transformer.modules.Transformer": "transformer",
-	"sentence_transformers.sentence_transformer.modules.Pooling":     "pooling",
-	"sentence_transformers.sentence_transformer.modules.Normalize":   "normalize",
-	"sentence_transformers.base.modules.Transformer":                 "transformer",
+	"sentence_transformers.models.Transformer":                           "transformer",
+	"sentence_transformers.models.Pooling":                               "pooling",
+	"sentence_transformers.models.Normalize":                             "normalize",
+	"sentence_transformers.sentence_transformer.modules.Transformer":     "transformer",
+	"sentence_transformers.sentence_transformer.modules.Pooling":         "pooling",
+	"sentence_transformers.sentence_transformer.modules.Normalize":       "normalize",
+	"sentence_transformers.base.modules.Transformer":                     "transformer",
+	"sentence_transformers.base.modules.transformer.Transformer":         "transformer",
+	"sentence_transformers.sentence_transformer.modules.pooling.Pooling": "pooling",
+	"sentence_transformers.base.modules.normalize.Normalize":             "normalize",
 }
 
 // Sentence is how a bi-encoder turns token vectors into one embedding and

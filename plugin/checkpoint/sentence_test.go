@@ -45,7 +45,10 @@ func TestSentenceFolderIsABiEncoder(t *testing.T) {
 	if _, missing, err := ReadWeights(dir, cfg); err != nil || len(missing) != 2 {
 		t.Errorf("a bi-encoder needs no classifier: missing %v, %v", missing, err)
 	}
-	// sentence-transformers 6's spelling, dot product, length from the tokenizer config.
+	// sentence-transformers 6's spelling (modules.json as 6.2.0 saves it), dot product, length from the tokenizer config.
+	writeFile(t, filepath.Join(dir, ModulesFile), `[{"idx":0,"name":"0","path":"","type":"sentence_transformers.base.modules.transformer.Transformer"},
+		{"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.sentence_transformer.modules.pooling.Pooling"},
+		{"idx":2,"name":"2","path":"2_Normalize","type":"sentence_transformers.base.modules.normalize.Normalize"}]`)
 	writeFile(t, filepath.Join(dir, PoolingDir, "config.json"), `{"embedding_dimension":32,"pooling_mode":"max","include_prompt":true}`)
 	writeFile(t, filepath.Join(dir, SentenceBertFile), `{"do_lower_case":false}`)
 	writeFile(t, filepath.Join(dir, "tokenizer_config.json"), `{"model_max_length":128}`)
