@@ -306,6 +306,9 @@ func (t *trainer) train(ctx context.Context) (contract.FinetuneResult, error) {
 		loss, norm, diverged, err := t.step(st, lr)
 		debug.SetGCPercent(gc)
 		runtime.GC()
+		if (t.st.Step+1)%trimEvery == 0 {
+			releaseHeap()
+		}
 		if err != nil {
 			return t.finish(contract.StopFailed, fmt.Sprintf("libtorch failed at step %d: %v", t.st.Step+1, err), err)
 		}
@@ -441,6 +444,7 @@ func (t *trainer) evaluateAndSave(ctx context.Context) error {
 			evaluate = t.evaluateBi
 		}
 		ndcg, mrr, took, err := evaluate(ctx)
+		releaseHeap()
 		if err != nil {
 			return err
 		}
