@@ -120,15 +120,7 @@ func encodeTrain(tok *tokenize.Encoder, req contract.FinetuneRequest, c contract
 			skipped = append(skipped, fmt.Sprintf("pair %d (query %q): %v", i, p.QueryID, errs[i]))
 			continue
 		}
-		key := p.QueryID
-		if key == "" {
-			key = p.Query
-		}
-		g, ok := groups[key]
-		if !ok {
-			g = len(groups)
-			groups[key] = g
-		}
+		g := groupOf(groups, p)
 		w := p.Weight
 		if w == 0 {
 			w = 1
@@ -338,4 +330,19 @@ func fingerprint(req contract.FinetuneRequest) string {
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// groupOf numbers the training queries in order of first appearance, by id
+// (by text where a pair has none).
+func groupOf(groups map[string]int, p contract.TrainPair) int {
+	key := p.QueryID
+	if key == "" {
+		key = p.Query
+	}
+	g, ok := groups[key]
+	if !ok {
+		g = len(groups)
+		groups[key] = g
+	}
+	return g
 }

@@ -50,16 +50,7 @@ func TestDumpContrastivePlan(t *testing.T) {
 	groups := map[string]int{}
 	ex := make([]example, len(req.Train))
 	for i, p := range req.Train {
-		key := p.QueryID
-		if key == "" {
-			key = p.Query
-		}
-		g, ok := groups[key]
-		if !ok {
-			g = len(groups)
-			groups[key] = g
-		}
-		ex[i] = example{target: float32(p.Label / c.LabelMax), label: p.Label, group: g}
+		ex[i] = example{target: float32(p.Label / c.LabelMax), label: p.Label, group: groupOf(groups, p)}
 	}
 	plan := planContrastive(ex, c)
 	b, err = json.Marshal(map[string]any{"seed": c.Seed, "batch_size": c.BatchSize, "epochs": plan})
