@@ -142,10 +142,7 @@ func (f *Follower) sync(ctx context.Context, swap Swapper) error {
 	f.status.Serving = want.ID
 	f.mu.Unlock()
 	if serving && local.ID == want.ID {
-		if local.CheckpointHash != want.CheckpointHash {
-			return fmt.Errorf("version %s here is checkpoint %.12s, on the primary %.12s: this data folder holds another host's registry; give the replica its own", want.ID, local.CheckpointHash, want.CheckpointHash)
-		}
-		return nil
+		return sameCheckpoint(local, want)
 	}
 	cctx, cancel := context.WithTimeout(ctx, copyTimeout)
 	defer cancel()
@@ -170,10 +167,7 @@ func (f *Follower) sync(ctx context.Context, swap Swapper) error {
 func (f *Follower) mirror(ctx context.Context, want registry.Version) (registry.Version, error) {
 	v, err := f.o.Registry.Get(want.ID)
 	if err == nil {
-		if v.CheckpointHash != want.CheckpointHash {
-			return v, fmt.Errorf("version %s here is checkpoint %.12s, on the primary %.12s: this data folder holds another host's registry; give the replica its own", want.ID, v.CheckpointHash, want.CheckpointHash)
-		}
-		return v, nil
+		return v, sameCheckpoint(v, want)
 	}
 	if !errors.Is(err, registry.ErrNotFound) {
 		return v, err
@@ -199,6 +193,15 @@ func (f *Follower) mirror(ctx context.Context, want registry.Version) (registry.
 		return f.o.Registry.Judge(v.ID, nil, *d)
 	}
 	return v, nil
+}
+
+// sameCheckpoint refuses a local version that shares the primary's id but
+// not its weights: the data folder belongs to another host's registry.
+func sameCheckpoint(local, want registry.Version) error {
+	if local.CheckpointHash != want.CheckpointHash {
+		return fmt.Errorf("version %s here is checkpoint %.12s, on the primary %.12s: this data folder holds another host's registry; give the replica its own", want.ID, local.CheckpointHash, want.CheckpointHash)
+	}
+	return nil
 }
 
 // copyCheckpoint downloads want's folder into a temporary folder beside dst,
@@ -246,7 +249,7 @@ func (f *Follower) copyCheckpoint(ctx context.Context, want registry.Version, ds
 	if err := os.Rename(tmp, dst); err != nil {
 		return err
 	}
-	return syncDir(f.o.Dir)
+	return checkpoint.SyncDir(f.o.Dir)
 }
 
 // download writes one file of the manifest under dir and checks it.
@@ -320,13 +323,4 @@ func (f *Follower) do(ctx context.Context, path, serving string) (*http.Response
 		e.Error = strings.TrimSpace(resp.Status)
 	}
 	return nil, fmt.Errorf("primary %s: GET /%s answered %d: %s", f.o.Primary, path, resp.StatusCode, e.Error)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

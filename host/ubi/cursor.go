@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/rerankloop/rerank/plugin/checkpoint"
 )
 
 // Cursors are where the last import stopped in each UBI index of one
@@ -72,10 +74,5 @@ func writeAtomic(path string, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("ubi cursors %s: %w", path, err)
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return checkpoint.SyncDir(dir)
 }
