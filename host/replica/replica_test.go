@@ -67,6 +67,17 @@ func register(t *testing.T, reg *registry.Registry, dir string) registry.Version
 	return v
 }
 
+// servingRegistry is a primary's registry serving one checkpoint, v1.
+func servingRegistry(t *testing.T) (*registry.Registry, registry.Version) {
+	t.Helper()
+	reg := openRegistry(t)
+	v1 := register(t, reg, writeCheckpoint(t, "weights one"))
+	if _, err := reg.SetServing(v1.ID, "base", nil); err != nil {
+		t.Fatal(err)
+	}
+	return reg, v1
+}
+
 // primary serves a registry the way host/server does for followers, with a
 // hook that may alter a file's bytes or the manifest on the way.
 type primary struct {
@@ -206,11 +217,7 @@ func TestFollowerCopiesAndSwapsThePrimarysVersion(t *testing.T) {
 }
 
 func TestFollowerRefusesABadCopy(t *testing.T) {
-	preg := openRegistry(t)
-	v1 := register(t, preg, writeCheckpoint(t, "weights one"))
-	if _, err := preg.SetServing(v1.ID, "base", nil); err != nil {
-		t.Fatal(err)
-	}
+	preg, _ := servingRegistry(t)
 	for _, tc := range []struct {
 		name     string
 		corrupt  func(string, []byte) []byte
@@ -264,11 +271,7 @@ func TestFollowerRefusesABadCopy(t *testing.T) {
 }
 
 func TestFollowerKeepsServingWhenThePrimaryFails(t *testing.T) {
-	preg := openRegistry(t)
-	v1 := register(t, preg, writeCheckpoint(t, "weights one"))
-	if _, err := preg.SetServing(v1.ID, "base", nil); err != nil {
-		t.Fatal(err)
-	}
+	preg, v1 := servingRegistry(t)
 	p := startPrimary(t, preg)
 	freg := openRegistry(t)
 	f, _ := newFollower(t, p.srv.URL, freg)
@@ -302,11 +305,7 @@ func TestFollowerKeepsServingWhenThePrimaryFails(t *testing.T) {
 }
 
 func TestFollowerRefusesAnotherRegistrysVersion(t *testing.T) {
-	preg := openRegistry(t)
-	v1 := register(t, preg, writeCheckpoint(t, "weights one"))
-	if _, err := preg.SetServing(v1.ID, "base", nil); err != nil {
-		t.Fatal(err)
-	}
+	preg, v1 := servingRegistry(t)
 	p := startPrimary(t, preg)
 	// The follower's data folder already has its own v1, another checkpoint.
 	freg := openRegistry(t)
@@ -321,11 +320,7 @@ func TestFollowerRefusesAnotherRegistrysVersion(t *testing.T) {
 }
 
 func TestRunPollsUntilCancelled(t *testing.T) {
-	preg := openRegistry(t)
-	v1 := register(t, preg, writeCheckpoint(t, "weights one"))
-	if _, err := preg.SetServing(v1.ID, "base", nil); err != nil {
-		t.Fatal(err)
-	}
+	preg, _ := servingRegistry(t)
 	p := startPrimary(t, preg)
 	f, _ := newFollower(t, p.srv.URL, openRegistry(t))
 	ctx, cancel := context.WithCancel(context.Background())
