@@ -5,12 +5,6 @@ package train
 */
 import "C"
 
-import (
-	"os"
-	"strconv"
-	"strings"
-)
-
 // trimEvery is how many training steps pass between two trims of the C heap.
 const trimEvery = 8
 
@@ -24,20 +18,3 @@ const trimEvery = 8
 // the throughput; a fixed mmap threshold of 4 MB, 17%), so it runs every
 // trimEvery steps and after each validation.
 func releaseHeap() { C.malloc_trim(0) }
-
-// residentBytes is the process's resident set size; 0 when unknown.
-func residentBytes() int64 {
-	raw, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(raw))
-	if len(f) < 2 {
-		return 0
-	}
-	pages, err := strconv.ParseInt(f[1], 10, 64)
-	if err != nil {
-		return 0
-	}
-	return pages * int64(os.Getpagesize())
-}

@@ -3,7 +3,9 @@ package train
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -63,4 +65,21 @@ func TestTrainingMemoryStaysBounded(t *testing.T) {
 	if rss[8] == 0 || grew > 2<<30 {
 		t.Fatalf("the process grew by %d MB from step 8 to step 24", grew>>20)
 	}
+}
+
+// residentBytes is the process's resident set size; 0 when unknown.
+func residentBytes() int64 {
+	raw, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(raw))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return pages * int64(os.Getpagesize())
 }
