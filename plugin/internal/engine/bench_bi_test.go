@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rerankloop/rerank/plugin/contract"
+	"github.com/rerankloop/rerank/plugin/internal/fixture"
 )
 
 // The bi-encoder's speed on the real all-MiniLM-L6-v2 (RERANK_MINILM_DIR;
@@ -35,7 +36,7 @@ func sciFactAbstracts(b *testing.B) []string {
 	}
 	seen := map[string]bool{}
 	var texts []string
-	for _, l := range readJSONL[line](b, "../../testdata/parity/pairs.jsonl") {
+	for _, l := range fixture.ReadJSONL[line](b, "../../testdata/parity/pairs.jsonl") {
 		if strings.HasPrefix(l.ID, "scifact-") && !seen[l.Text] {
 			seen[l.Text] = true
 			texts = append(texts, l.Text)

@@ -1,10 +1,8 @@
 package engine
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math"
@@ -17,6 +15,7 @@ import (
 	"github.com/rerankloop/rerank/plugin/checkpoint"
 	"github.com/rerankloop/rerank/plugin/contract"
 	"github.com/rerankloop/rerank/plugin/embcache"
+	"github.com/rerankloop/rerank/plugin/internal/fixture"
 )
 
 // refText is one line of ../testdata/parity/embeddings.jsonl, written by
@@ -74,7 +73,7 @@ func maxDiff(a, b []float32) float64 {
 // and its Rerank scores are the cosines of those embeddings.
 func TestBiEncoderMatchesSentenceTransformers(t *testing.T) {
 	dir := miniLM(t)
-	refs := readJSONL[refText](t, "../../testdata/parity/embeddings.jsonl")
+	refs := fixture.ReadJSONL[refText](t, "../../testdata/parity/embeddings.jsonl")
 	e := newEngine(t, Options{BatchSize: 16})
 	info, err := e.Load(context.Background(), contract.LoadRequest{Path: dir, Version: "minilm", Serve: true})
 	if err != nil {
@@ -148,7 +147,7 @@ func TestBiEncoderMatchesSentenceTransformers(t *testing.T) {
 func TestBiEncoderPoolingModes(t *testing.T) {
 	dir := miniLM(t)
 	var refs []refText
-	for _, r := range readJSONL[refText](t, "../../testdata/parity/embeddings.jsonl") {
+	for _, r := range fixture.ReadJSONL[refText](t, "../../testdata/parity/embeddings.jsonl") {
 		if r.CLS != nil {
 			refs = append(refs, r)
 		}
@@ -328,24 +327,4 @@ func TestSwapBetweenKindsUnderLoad(t *testing.T) {
 			t.Error(err)
 		}
 	}
-}
-
-func readJSONL[T any](t testing.TB, path string) []T {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []T
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<24)
-	for sc.Scan() {
-		var v T
-		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		out = append(out, v)
-	}
-	return out
 }

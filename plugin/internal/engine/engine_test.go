@@ -13,6 +13,7 @@ import (
 
 	"github.com/rerankloop/rerank/plugin/checkpoint"
 	"github.com/rerankloop/rerank/plugin/contract"
+	"github.com/rerankloop/rerank/plugin/internal/fixture"
 )
 
 // refPair is one line of ../testdata/parity/pairs.jsonl, written by
@@ -27,7 +28,7 @@ type refPair struct {
 
 func readPairs(t testing.TB) []refPair {
 	t.Helper()
-	ps := readJSONL[refPair](t, "../../testdata/parity/pairs.jsonl")
+	ps := fixture.ReadJSONL[refPair](t, "../../testdata/parity/pairs.jsonl")
 	if len(ps) < 200 {
 		t.Fatalf("only %d reference pairs", len(ps))
 	}

@@ -1,7 +1,6 @@
 package tokenize
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/rerankloop/rerank/plugin/internal/fixture"
 )
 
 // The fixtures are written by ../testdata/reference/make_vectors.py with the
@@ -45,29 +46,6 @@ type windowCase struct {
 	} `json:"windows"`
 }
 
-func readJSONL[T any](t testing.TB, path string) []T {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []T
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<24)
-	for sc.Scan() {
-		var v T
-		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		out = append(out, v)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 func load(t testing.TB) *Encoder {
 	t.Helper()
 	e, err := Load(tokenizerPath)
@@ -89,7 +67,7 @@ func checkPair(t *testing.T, name string, got Pair, ids, types []int64) {
 
 func TestEncodePairMatchesHuggingFace(t *testing.T) {
 	e := load(t)
-	vs := readJSONL[vector](t, pairsPath)
+	vs := fixture.ReadJSONL[vector](t, pairsPath)
 	long, edge := 0, 0
 	for _, v := range vs {
 		if v.Kind == "edge" {
@@ -119,7 +97,7 @@ func TestEncodePairMatchesHuggingFace(t *testing.T) {
 
 func TestEncodePairWindowsMatchesHuggingFace(t *testing.T) {
 	e := load(t)
-	cases := readJSONL[windowCase](t, windowsPath)
+	cases := fixture.ReadJSONL[windowCase](t, windowsPath)
 	multi := 0
 	for _, c := range cases {
 		got, err := e.EncodePairWindows(c.Query, c.Text, c.MaxLength, c.Stride)
@@ -151,7 +129,7 @@ func docPart(e *Encoder, p Pair) []int64 {
 func TestEncodePairWindowsCoversDocument(t *testing.T) {
 	e := load(t)
 	var long vector
-	for _, v := range readJSONL[vector](t, pairsPath) {
+	for _, v := range fixture.ReadJSONL[vector](t, pairsPath) {
 		if v.Kind != "edge" && v.NTokens > long.NTokens {
 			long = v
 		}
@@ -263,7 +241,7 @@ func TestLongestFirstNeedsFewDocumentTokens(t *testing.T) {
 func TestChunkedTokenizationMatchesWhole(t *testing.T) {
 	e := load(t)
 	var sb strings.Builder
-	for i, v := range readJSONL[vector](t, pairsPath)[:40] {
+	for i, v := range fixture.ReadJSONL[vector](t, pairsPath)[:40] {
 		sb.WriteString(v.Text)
 		sb.WriteString([]string{" \u0301e\u0301 ", "\u00a0中文 ", "\t\x00 ", " Çà "}[i%4])
 	}
@@ -407,7 +385,7 @@ func TestLoadIgnoresFileTruncationAndPadding(t *testing.T) {
 	if e.MaxPositions() != 0 {
 		t.Errorf("MaxPositions without tokenizer_config.json = %d, want 0", e.MaxPositions())
 	}
-	vs := readJSONL[vector](t, pairsPath)
+	vs := fixture.ReadJSONL[vector](t, pairsPath)
 	for _, v := range vs[:20] {
 		got, err := e.EncodePair(v.Query, v.Text, 512)
 		if err != nil {
@@ -430,7 +408,7 @@ func TestSpecialIDs(t *testing.T) {
 // Run with -race: concurrent encodes must neither race nor disagree.
 func TestConcurrentEncode(t *testing.T) {
 	e := load(t)
-	vs := readJSONL[vector](t, pairsPath)
+	vs := fixture.ReadJSONL[vector](t, pairsPath)
 	var wg sync.WaitGroup
 	errs := make(chan string, len(vs))
 	for w := range 8 {
@@ -471,7 +449,7 @@ func marshal(t *testing.T, v any) []byte {
 func BenchmarkEncodePair(b *testing.B) {
 	e := load(b)
 	var vs []vector
-	for _, v := range readJSONL[vector](b, pairsPath) {
+	for _, v := range fixture.ReadJSONL[vector](b, pairsPath) {
 		if v.Kind != "edge" {
 			vs = append(vs, v)
 		}
