@@ -135,26 +135,13 @@ func (m *Model) Weights() (w map[string]checkpoint.Tensor, err error) {
 	defer Guard(&err)
 	w = map[string]checkpoint.Tensor{}
 	get := func(t *ts.Tensor, names ...string) {
-		cpu := t
-		if m.Device != gotch.CPU {
-			var s Scope
-			cpu = s.Keep(t.To(gotch.CPU, false))
-			defer s.Free()
-		}
-		shape := cpu.MustSize()
-		n := int64(1)
-		for _, d := range shape {
-			n *= d
-		}
-		data := make([]float32, n)
-		if err := cpu.CopyData(data, uint(n)); err != nil {
-			panic(torchError{err})
-		}
-		rows := shape[0] / int64(len(names)) // fused tensors split evenly along dim 0
-		per := n / int64(len(names))
+		c, err := HostCopy(t)
+		Check(err)
+		rows := c.Shape[0] / int64(len(names)) // fused tensors split evenly along dim 0
+		per := int64(len(c.Data)) / int64(len(names))
 		for i, name := range names {
-			s := append([]int64{rows}, shape[1:]...)
-			w[name] = checkpoint.Tensor{Shape: s, Data: data[int64(i)*per : int64(i+1)*per]}
+			s := append([]int64{rows}, c.Shape[1:]...)
+			w[name] = checkpoint.Tensor{Shape: s, Data: c.Data[int64(i)*per : int64(i+1)*per]}
 		}
 	}
 	get(m.wordEmb, "bert.embeddings.word_embeddings.weight")
@@ -184,6 +171,25 @@ func (m *Model) Weights() (w map[string]checkpoint.Tensor, err error) {
 		get(m.clsB, "classifier.bias")
 	}
 	return w, nil
+}
+
+// HostCopy copies a float32 tensor, on any device, to host memory.
+func HostCopy(t *ts.Tensor) (c checkpoint.Tensor, err error) {
+	defer Guard(&err)
+	var s Scope
+	defer s.Free()
+	cpu := t
+	if t.MustDevice() != gotch.CPU {
+		cpu = s.Keep(t.To(gotch.CPU, false))
+	}
+	c.Shape = cpu.MustSize()
+	n := int64(1)
+	for _, d := range c.Shape {
+		n *= d
+	}
+	c.Data = make([]float32, n)
+	Check(cpu.CopyData(c.Data, uint(n)))
+	return c, nil
 }
 
 // Save writes the checkpoint folder (config.json, model.safetensors and the

@@ -48,7 +48,40 @@ type state struct {
 	Note         string    `json:"note"`
 }
 
-const resumeNote = "data order follows from seed and epoch, dropout masks from seed and step; AdamW's moments are not saved and restart on resume"
+const resumeNote = "data order follows from seed and epoch, dropout masks from seed and step, AdamW's moments from " + OptimizerFile
+
+// OptimizerFile keeps AdamW's moments as they were at the last checkpoint,
+// for a resumed run: beside the checkpoints rather than in them, so that a
+// checkpoint stays a model folder that serves. A run that ends for good
+// removes it.
+const OptimizerFile = "optimizer.safetensors"
+
+// checkpointStep names the tensor that says which checkpoint's moments
+// OptimizerFile holds.
+const checkpointStep = "checkpoint_step"
+
+// saveOptimizer writes the moments at the current step to OptimizerFile.
+func (t *trainer) saveOptimizer() error {
+	st, err := t.opt.state()
+	if err != nil {
+		return err
+	}
+	st[checkpointStep] = checkpoint.Tensor{Shape: []int64{1}, Data: []float32{float32(t.st.Step)}}
+	return checkpoint.WriteSafetensors(filepath.Join(t.out, OptimizerFile), st)
+}
+
+// restoreOptimizer reads the moments saved with the checkpoint resumed from.
+func (t *trainer) restoreOptimizer() error {
+	st, err := checkpoint.ReadSafetensors(filepath.Join(t.out, OptimizerFile))
+	if err != nil {
+		return err
+	}
+	if s := st[checkpointStep].Data; len(s) != 1 || int(s[0]) != t.st.Step {
+		return fmt.Errorf("%s holds the moments of another step than checkpoint-%d's", OptimizerFile, t.st.Step)
+	}
+	delete(st, checkpointStep)
+	return t.opt.restore(st)
+}
 
 func checkpointDir(out string, step int) string {
 	return filepath.Join(out, checkpointPrefix+strconv.Itoa(step))
@@ -131,6 +164,11 @@ func (t *trainer) saveCheckpoint() error {
 	// The new checkpoint is durable before any older one goes.
 	if err := checkpoint.SyncDir(t.out); err != nil {
 		return err
+	}
+	if t.st.Step > 0 {
+		if err := t.saveOptimizer(); err != nil {
+			return err
+		}
 	}
 	t.lastSaved = t.st.Step
 	steps, err := checkpoints(t.out)

@@ -85,7 +85,7 @@ func (s synthetic) request(t *testing.T, cfg contract.TrainConfig) contract.Fine
 		Docs: s.docs, Train: s.train, Validation: s.val, DataSource: "synthetic topics"}
 }
 
-func finetune(t *testing.T, req contract.FinetuneRequest, progress func(contract.FinetuneProgress)) (contract.FinetuneResult, error) {
+func finetune(t testing.TB, req contract.FinetuneRequest, progress func(contract.FinetuneProgress)) (contract.FinetuneResult, error) {
 	t.Helper()
 	svc, err := NewService("cpu", 0)
 	if err != nil {

@@ -1,124 +1,206 @@
 package train
 
+/*
+const char *rerank_optim_error();
+int rerank_zero_grad(void **params, int n);
+int rerank_clip_grad_norm(void **params, int n, double max_norm, double *norm, int *found);
+int rerank_adamw_step(void **params, void **exp_avg, void **exp_avg_sq, int n, double lr, double beta1, double beta2,
+                      double eps, double weight_decay, double step);
+*/
+import "C"
+
 import (
+	"errors"
 	"fmt"
+	"slices"
+	"unsafe"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
+	"github.com/rerankloop/rerank/plugin/checkpoint"
 	"github.com/rerankloop/rerank/plugin/internal/bert"
 )
 
-// AdamW's moment decay rates (PyTorch's defaults; eps is libtorch's 1e-8).
-const beta1, beta2 = 0.9, 0.999
+// AdamW's moment decay rates and epsilon (PyTorch's defaults).
+const beta1, beta2, adamEps = 0.9, 0.999, 1e-8
 
-// optimizer is libtorch's AdamW over two groups: weights with weight decay,
-// biases and LayerNorm without. gotch's param groups clone the first group's
-// options and cannot set a weight decay of their own, so each group is its
-// own optimizer (AdamW keeps per-parameter state, so this is the same
-// algorithm). Its moments live in libtorch and are not checkpointed.
+// optimizer is AdamW as torch.optim.AdamW(fused=True) computes it, with
+// weight decay on weights and none on biases and LayerNorm (transformers'
+// grouping). Its moments are tensors of ours, so they are saved with the
+// run and a resumed run continues with them.
 type optimizer struct {
-	groups []*ts.COptimizer
 	params []*ts.Tensor
+	decay  []bool
+	// moments holds exp_avg and exp_avg_sq of params[i] at 2i and 2i+1.
+	moments     []*ts.Tensor
+	weightDecay float64
+	// steps counts the updates applied (AdamW's bias correction).
+	steps int
+	// C pointers of the parameters (all), and per group (without and with
+	// weight decay) of its parameters and their moments, index-aligned.
+	ptrs   []unsafe.Pointer
+	groups [2]adamGroup
 }
 
-// newOptimizer makes the parameters trainable and builds AdamW over them.
-func newOptimizer(params []*ts.Tensor, decay []bool, lr, weightDecay float64) (o *optimizer, err error) {
-	var withDecay, without []*ts.Tensor
-	for i, p := range params {
+type adamGroup struct {
+	params, expAvg, expAvgSq []unsafe.Pointer
+}
+
+// newOptimizer makes the parameters trainable and gives each zero moments.
+func newOptimizer(params []*ts.Tensor, decay []bool, weightDecay float64) (o *optimizer, err error) {
+	o = &optimizer{params: params, decay: decay, weightDecay: weightDecay}
+	defer func() {
+		if err != nil {
+			o.free()
+		}
+	}()
+	defer bert.Guard(&err)
+	for _, p := range params {
 		t, err := p.SetRequiresGrad(true, false)
-		if err != nil {
-			return nil, err
-		}
+		bert.Check(err)
 		t.Drop() // a second handle on the same parameter
-		if decay[i] {
-			withDecay = append(withDecay, p)
-		} else {
-			without = append(without, p)
+		for range 2 {
+			m, err := p.ZerosLike(false)
+			bert.Check(err)
+			o.moments = append(o.moments, m)
 		}
 	}
-	o = &optimizer{params: params}
-	for _, g := range []struct {
-		params []*ts.Tensor
-		decay  float64
-	}{{withDecay, weightDecay}, {without, 0}} {
-		if len(g.params) == 0 {
-			continue
-		}
-		c, err := ts.AdamW(lr, beta1, beta2, g.decay)
-		if err != nil {
-			o.free()
-			return nil, err
-		}
-		o.groups = append(o.groups, c)
-		if err := c.AddParameters(g.params); err != nil {
-			o.free()
-			return nil, err
-		}
-	}
+	o.link()
 	return o, nil
 }
 
+// link collects the C pointers of the parameters and moments.
+func (o *optimizer) link() {
+	o.ptrs, o.groups = nil, [2]adamGroup{}
+	for i, p := range o.params {
+		g := &o.groups[0]
+		if o.decay[i] {
+			g = &o.groups[1]
+		}
+		g.params = append(g.params, p.Ctensor())
+		g.expAvg = append(g.expAvg, o.moments[2*i].Ctensor())
+		g.expAvgSq = append(g.expAvgSq, o.moments[2*i+1].Ctensor())
+		o.ptrs = append(o.ptrs, p.Ctensor())
+	}
+}
+
+func optimError(what string) error {
+	return fmt.Errorf("%s: %s", what, C.GoString(C.rerank_optim_error()))
+}
+
 func (o *optimizer) zeroGrad() error {
-	for _, g := range o.groups {
-		if err := g.ZeroGrad(); err != nil {
-			return err
-		}
+	if C.rerank_zero_grad(&o.ptrs[0], C.int(len(o.ptrs))) != 0 {
+		return optimError("zero_grad")
 	}
 	return nil
-}
-
-// step sets the learning rate of this update (the schedule is applied here,
-// not by a gotch scheduler) and updates the parameters.
-func (o *optimizer) step(lr float64) error {
-	for _, g := range o.groups {
-		if err := g.SetLearningRate(lr); err != nil {
-			return err
-		}
-		if err := g.Step(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (o *optimizer) free() {
-	for _, g := range o.groups {
-		g.Drop()
-	}
-	o.groups = nil
 }
 
 // clipGradNorm scales the gradients so that their global L2 norm is at most
-// maxNorm, as torch.nn.utils.clip_grad_norm_ does (gotch's own clipping
-// deadlocks), and returns the norm before clipping. A non-finite norm is
-// returned as it is and nothing is scaled: the caller stops.
-func clipGradNorm(params []*ts.Tensor, maxNorm float64) (norm float64, err error) {
+// maxNorm, as torch.nn.utils.clip_grad_norm_ does, and returns the norm
+// before clipping. A non-finite norm is returned as it is and nothing is
+// scaled: the caller stops.
+func (o *optimizer) clipGradNorm(maxNorm float64) (float64, error) {
+	var norm C.double
+	var found C.int
+	if C.rerank_clip_grad_norm(&o.ptrs[0], C.int(len(o.ptrs)), C.double(maxNorm), &norm, &found) != 0 {
+		return 0, optimError("clipping the gradients")
+	}
+	if found == 0 {
+		return 0, errors.New("no parameter has a gradient")
+	}
+	return float64(norm), nil
+}
+
+// step applies the next update at learning rate lr (the schedule is the
+// caller's) to every parameter with a gradient.
+func (o *optimizer) step(lr float64) error {
+	o.steps++
+	for i, g := range o.groups {
+		if len(g.params) == 0 {
+			continue
+		}
+		wd := 0.0
+		if i == 1 {
+			wd = o.weightDecay
+		}
+		if C.rerank_adamw_step(&g.params[0], &g.expAvg[0], &g.expAvgSq[0], C.int(len(g.params)), C.double(lr),
+			beta1, beta2, adamEps, C.double(wd), C.double(o.steps)) != 0 {
+			return optimError("AdamW step")
+		}
+	}
+	return nil
+}
+
+// stepsTensor names the update count in a saved state.
+const stepsTensor = "steps"
+
+// state copies the moments and the update count to host memory: exp_avg.<i>
+// and exp_avg_sq.<i> for parameter i.
+func (o *optimizer) state() (map[string]checkpoint.Tensor, error) {
+	out := map[string]checkpoint.Tensor{stepsTensor: {Shape: []int64{1}, Data: []float32{float32(o.steps)}}}
+	for i, t := range o.moments {
+		c, err := bert.HostCopy(t)
+		if err != nil {
+			return nil, err
+		}
+		out[momentName(i)] = c
+	}
+	return out, nil
+}
+
+// restore sets the moments and update count from a saved state of the same
+// parameters.
+func (o *optimizer) restore(st map[string]checkpoint.Tensor) (err error) {
 	defer bert.Guard(&err)
-	var s bert.Scope
-	defer s.Free()
-	var grads, norms []*ts.Tensor
-	for _, p := range params {
-		g := s.Keep(p.Grad(false))
-		defined, err := g.Defined()
+	steps, ok := st[stepsTensor]
+	if !ok || len(steps.Data) != 1 || len(st) != len(o.moments)+1 {
+		return fmt.Errorf("the saved state holds %d tensors, want %d moments and the step count", len(st), len(o.moments))
+	}
+	moments := make([]*ts.Tensor, len(o.moments))
+	defer func() {
+		if err != nil {
+			for _, t := range moments {
+				if t != nil {
+					t.MustDrop()
+				}
+			}
+		}
+	}()
+	for i, t := range o.moments {
+		saved, ok := st[momentName(i)]
+		if !ok || !slices.Equal(saved.Shape, t.MustSize()) {
+			return fmt.Errorf("moment %s: saved shape %v, the parameter's %v", momentName(i), saved.Shape, t.MustSize())
+		}
+		m, err := ts.NewTensorFromData(saved.Data, saved.Shape)
 		bert.Check(err)
-		if defined {
-			grads = append(grads, g)
-			norms = append(norms, s.Keep(g.Norm(false)))
+		if dev := t.MustDevice(); dev != gotch.CPU {
+			moved, err := m.To(dev, true)
+			bert.Check(err)
+			m = moved
 		}
+		moments[i] = m
 	}
-	if len(grads) == 0 {
-		return 0, fmt.Errorf("no parameter has a gradient")
+	for _, t := range o.moments {
+		t.MustDrop()
 	}
-	norm = scalar(s.Keep(s.Keep(ts.Stack(norms, 0)).Norm(false)))
-	if coef := maxNorm / (norm + 1e-6); coef < 1 {
-		c := ts.FloatScalar(coef)
-		defer c.Drop()
-		for _, g := range grads {
-			bert.Check(g.MulScalar_(c))
-		}
+	o.moments, o.steps = moments, int(steps.Data[0])
+	o.link()
+	return nil
+}
+
+func momentName(i int) string {
+	if i%2 == 0 {
+		return fmt.Sprintf("exp_avg.%03d", i/2)
 	}
-	return norm, nil
+	return fmt.Sprintf("exp_avg_sq.%03d", i/2)
+}
+
+func (o *optimizer) free() {
+	for _, t := range o.moments {
+		t.MustDrop()
+	}
+	o.moments, o.ptrs, o.groups = nil, nil, [2]adamGroup{}
 }
 
 // scalar reads a one-element float tensor (on any device).

@@ -174,6 +174,14 @@ func TestClipGradNorm(t *testing.T) {
 		}
 		return v
 	}
+	clipGradNorm := func(params []*ts.Tensor, maxNorm float64) (float64, error) {
+		o, err := newOptimizer(params, make([]bool, len(params)), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer o.free()
+		return o.clipGradNorm(maxNorm)
+	}
 	// Global norm sqrt(9 + 16 + 144) = 13: scaled by 1/13.
 	params := grads([][]float32{{3, 4}, {12}})
 	norm, err := clipGradNorm(params, 1)

@@ -38,20 +38,7 @@ func TestDumpContrastivePlan(t *testing.T) {
 	if err := json.Unmarshal(b, &req); err != nil {
 		t.Fatal(err)
 	}
-	c := req.Config
-	if c.LabelMax == 0 {
-		c.LabelMax = 1
-		for _, p := range req.Train {
-			if p.Label > 1 {
-				c.LabelMax = 4
-			}
-		}
-	}
-	groups := map[string]int{}
-	ex := make([]example, len(req.Train))
-	for i, p := range req.Train {
-		ex[i] = example{target: float32(p.Label / c.LabelMax), label: p.Label, group: groupOf(groups, p)}
-	}
+	c, ex := planInputs(t, req)
 	plan := planContrastive(ex, c)
 	b, err = json.Marshal(map[string]any{"seed": c.Seed, "batch_size": c.BatchSize, "epochs": plan})
 	if err != nil {

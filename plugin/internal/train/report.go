@@ -38,9 +38,12 @@ type report struct {
 	Epochs          float64              `json:"epochs"`
 	PairsPerSecond  float64              `json:"pairs_per_second"`
 	TrainSeconds    float64              `json:"train_seconds"`
-	ResumedFrom     int                  `json:"resumed_from_step,omitempty"`
-	Warnings        []string             `json:"warnings"`
-	Log             []string             `json:"log"`
+	// StepSeconds splits this session's step time (TrainSeconds counts
+	// every session of a resumed run).
+	StepSeconds phaseTimes `json:"step_seconds"`
+	ResumedFrom int        `json:"resumed_from_step,omitempty"`
+	Warnings    []string   `json:"warnings"`
+	Log         []string   `json:"log"`
 }
 
 type dataSummary struct {
@@ -63,7 +66,7 @@ func (t *trainer) writeReport(res contract.FinetuneResult) error {
 	r.Stopped, r.Message, r.Finished = res.Stopped, res.Message, time.Now().UTC()
 	r.Base, r.Best, r.Curve = res.Base, res.Best, res.Curve
 	r.Steps, r.TotalSteps, r.WarmupSteps, r.Epochs = res.Steps, t.total, t.sched.Warmup, t.st.Epoch
-	r.PairsPerSecond, r.TrainSeconds = res.PairsPerSecond, res.TrainSeconds
+	r.PairsPerSecond, r.TrainSeconds, r.StepSeconds = res.PairsPerSecond, res.TrainSeconds, t.phases
 	r.Data = dataSummary{Source: t.req.DataSource, TrainPairs: len(t.ex), TrainQueries: countGroups(t.ex), Labels: map[string]int{},
 		ValQueries: len(t.req.Validation)}
 	for _, e := range t.ex {

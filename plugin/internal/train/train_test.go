@@ -225,6 +225,82 @@ func TestResumeAfterCancel(t *testing.T) {
 	}
 }
 
+// A run cancelled and resumed trains as the uninterrupted run does: AdamW's
+// moments are saved at the cancel and restored, so every later loss and the
+// final weights agree. (With the moments restarted, the first update after
+// the resume moved each weight by about the learning rate.)
+func TestResumeContinuesTheUninterruptedRun(t *testing.T) {
+	s := makeSynthetic(5, 24, 3, 4, true)
+	cfg := contract.TrainConfig{Epochs: 2, LearningRate: 3e-4, EvalSteps: 100, Seed: 3, MaxLength: 32}
+	var whole stepLosses
+	want, err := finetune(t, s.request(t, cfg), whole.observe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(want.OutDir, OptimizerFile)); !os.IsNotExist(err) {
+		t.Errorf("a completed run keeps %s: %v", OptimizerFile, err)
+	}
+	req := s.request(t, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	svc, err := NewService("cpu", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const at = 7
+	if res, err := svc.Finetune(ctx, req, func(p contract.FinetuneProgress) {
+		if p.Step == at && p.Eval == nil && p.Message == "" {
+			cancel()
+		}
+	}); !errors.Is(err, context.Canceled) || res.Steps != at {
+		t.Fatalf("cancel: %v after %d steps", err, res.Steps)
+	}
+	if _, err := os.Stat(filepath.Join(req.OutDir, OptimizerFile)); err != nil {
+		t.Fatalf("the cancelled run saved no moments: %v", err)
+	}
+	req.Resume = true
+	var resumed stepLosses
+	got, err := finetune(t, req, resumed.observe)
+	if err != nil || got.Steps != want.Steps {
+		t.Fatalf("resumed: %v, %d steps of %d", err, got.Steps, want.Steps)
+	}
+	for step := at + 1; step <= want.Steps; step++ {
+		if a, b := resumed.losses[step], whole.losses[step]; math.Abs(a-b) > 1e-5*math.Abs(b) {
+			t.Errorf("step %d: loss %.7f resumed, %.7f uninterrupted", step, a, b)
+		}
+	}
+	worst := maxWeightDifference(t, got.LastCheckpoint, want.LastCheckpoint)
+	if worst > 1e-5 {
+		t.Errorf("final weights differ by up to %.3g", worst)
+	}
+	t.Logf("final weights agree to %.3g", worst)
+}
+
+// maxWeightDifference is the largest absolute difference between two
+// checkpoints' weights.
+func maxWeightDifference(t *testing.T, a, b string) float64 {
+	t.Helper()
+	read := func(dir string) map[string]checkpoint.Tensor {
+		cfg, err := checkpoint.ReadConfig(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, _, err := checkpoint.ReadWeights(dir, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	wa, wb := read(a), read(b)
+	worst := 0.0
+	for name, x := range wa {
+		for i, v := range x.Data {
+			worst = math.Max(worst, math.Abs(float64(v)-float64(wb[name].Data[i])))
+		}
+	}
+	return worst
+}
+
 func equalInts(a, b []int) bool {
 	if len(a) != len(b) {
 		return false

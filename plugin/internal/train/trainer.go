@@ -61,6 +61,15 @@ type trainer struct {
 	sessionSteps, sessionPairs int
 	sessionTrain, evalTime     time.Duration
 	evals                      int
+	phases                     phaseTimes
+}
+
+// phaseTimes splits this session's training steps: forward pass and loss,
+// backward pass, and the update (clipping and AdamW).
+type phaseTimes struct {
+	Forward  float64 `json:"forward"`
+	Backward float64 `json:"backward"`
+	Update   float64 `json:"update"`
 }
 
 // run trains as req says. It must run on a goroutine whose OS thread is
@@ -222,8 +231,13 @@ func (t *trainer) setup() error {
 	}
 	t.st.DataHash, t.st.TotalSteps, t.st.Config = hash, t.total, cfg
 	params, decay := model.Params()
-	if t.opt, err = newOptimizer(params, decay, cfg.LearningRate, cfg.WeightDecay); err != nil {
+	if t.opt, err = newOptimizer(params, decay, cfg.WeightDecay); err != nil {
 		return err
+	}
+	if req.Resume && t.st.Step > 0 {
+		if err := t.restoreOptimizer(); err != nil {
+			warns = append(warns, fmt.Sprintf("AdamW's moments restart at step %d: %v", t.st.Step, err))
+		}
 	}
 
 	cj, _ := json.Marshal(cfg)
@@ -375,6 +389,7 @@ func (t *trainer) step(st step, lr float64) (loss, norm float64, diverged string
 	if t.cfg.Loss == contract.LossContrastive {
 		encs = nil // the queries and documents are embedded apart
 	}
+	began := time.Now()
 	var l *ts.Tensor
 	if t.cfg.Loss == contract.LossContrastive {
 		l = t.contrastiveLoss(&s, st)
@@ -386,8 +401,15 @@ func (t *trainer) step(st step, lr float64) (loss, norm float64, diverged string
 	if diverged = t.diverging(loss); diverged != "" {
 		return loss, 0, diverged, nil
 	}
+	forward := time.Now()
 	bert.Check(l.Backward())
-	norm, err = clipGradNorm(t.opt.params, t.cfg.MaxGradNorm)
+	backward := time.Now()
+	defer func() {
+		t.phases.Forward += forward.Sub(began).Seconds()
+		t.phases.Backward += backward.Sub(forward).Seconds()
+		t.phases.Update += time.Since(backward).Seconds()
+	}()
+	norm, err = t.opt.clipGradNorm(t.cfg.MaxGradNorm)
 	bert.Check(err)
 	if math.IsNaN(norm) || math.IsInf(norm, 0) {
 		return loss, norm, fmt.Sprintf("the gradient norm is %g", norm), nil
@@ -474,6 +496,12 @@ func (t *trainer) finish(stopped, msg string, err error) (contract.FinetuneResul
 			err = errors.Join(err, serr)
 		} else {
 			msg += fmt.Sprintf(" (saved checkpoint-%d)", t.st.Step)
+		}
+	}
+	if stopped == contract.StopCompleted || stopped == contract.StopEarly {
+		// Nothing will resume this run.
+		if rerr := os.Remove(filepath.Join(t.out, OptimizerFile)); rerr != nil && !os.IsNotExist(rerr) {
+			err = errors.Join(err, rerr)
 		}
 	}
 	t.log("%s", msg)

@@ -3,7 +3,9 @@
 # Go (plugin/internal/engine: BenchmarkMatmulPeak, BenchmarkForward, BenchmarkRerankLatency
 # and, on CPU, BenchmarkBiEncoderEmbedThroughput), then sentence-transformers on
 # the same checkpoint, pairs, threads or card and precision (bench_st.py:
-# CrossEncoder.predict; bench_st_encode.py: SentenceTransformer.encode), then
+# CrossEncoder.predict; bench_st_encode.py: SentenceTransformer.encode); on
+# CPU the training step of both kinds on the same batches
+# (plugin/internal/train BenchmarkTrainStep, bench_train.py); then
 # bench_table.py prints pairs/s of both, Go/Python, GFLOP/s against each side's
 # matmul peak and peak memory per row. Logs stay in BENCH_OUT (default: a
 # temporary folder, removed).
@@ -84,5 +86,21 @@ if [[ $device == cpu && -z ${BENCH_RANDOM_MODEL:-} ]]; then
 		--folder "$RERANK_MINILM_DIR" --batch-size 32 --threads 2 --max-seq-length 256 >"$out/encode.json"
 	encode=("$out/encode.json")
 fi
+train=()
+if [[ $device == cpu && -z ${BENCH_RANDOM_MODEL:-} ]]; then
+	# Training steps: the Go trainer writes the batches it trained, and
+	# bench_train.py trains sentence-transformers' side on them; with
+	# rounds, each kind's two sides run back to back.
+	: >"$out/train.json"
+	for kind in bi ce; do
+		for ((r = 1; r <= rounds; r++)); do
+			RERANK_BENCH_TRAIN_PLAN=$out go test -run='^$' -timeout=60m -bench="^BenchmarkTrainStep\$/^kind=$kind\$" -benchtime=1x \
+				./plugin/internal/train 2>&1 | tee -a "$out/go.log"
+			((PIPESTATUS[0] == 0)) || { echo "bench-model: go test failed" >&2; exit 1; }
+			"$py" $ref/bench_train.py "$out/train-$kind.json" --threads "${BENCH_THREADS:-$(nproc)}" >>"$out/train.json"
+		done
+	done
+	train=(--train "$out/train.json")
+fi
 echo
-"$py" $ref/bench_table.py "$out/go.log" "$out/st.json" "${encode[@]}" | tee "$out/table.md"
+"$py" $ref/bench_table.py "$out/go.log" "$out/st.json" "${encode[@]}" "${train[@]}" | tee "$out/table.md"

@@ -2,18 +2,21 @@
 """Joins `make bench-model`'s two sides into one table: Go's benchmark output (go test -bench) and the JSON
 objects of bench_st.py (CrossEncoder.predict) and bench_st_encode.py (SentenceTransformer.encode).
 
-    bench_table.py GO_LOG ST_JSON [ST_ENCODE_JSON]
+    bench_table.py GO_LOG ST_JSON [ST_ENCODE_JSON] [--train TRAIN_JSON]
 
 Prints a Markdown table, one row per (max_length, batch) and one for the bi-encoder: pairs (texts)/s of each
 side and Go/Python (also per CPU-second of each process), GFLOP/s against each side's fp32 matmul peak measured in the same
 process just before (Go: per row; Python: per run), peak memory; then
-the rerank latency of one search. Exits 1 when a row lacks a side.
+the rerank latency of one search; with --train (bench_train.py's objects), the training step of each kind on
+the same batches: pairs/s of both, Go/Python, and each side's seconds per step in the forward pass, the
+backward pass and the update. Exits 1 when a row lacks a side.
 
 With paired rounds (bench-model.sh's BENCH_ROUNDS: GO_LOG holds a row's Go result once per round, ST_JSON
 one bench_st.py object per round, in the same order), each figure is the median over the rounds and the
 ratios are the medians of the rounds' own ratios (each round's two sides ran back to back).
 """
 
+import argparse
 import json
 import math
 import re
@@ -47,10 +50,16 @@ def median(xs):
 
 
 def main():
-    go = go_results(sys.argv[1])
-    runs = json_objects(sys.argv[2])
+    ap = argparse.ArgumentParser()
+    ap.add_argument("go_log")
+    ap.add_argument("st_json")
+    ap.add_argument("encode_json", nargs="?")
+    ap.add_argument("--train")
+    args = ap.parse_args()
+    go = go_results(args.go_log)
+    runs = json_objects(args.st_json)
     st = runs[-1]
-    enc = json_objects(sys.argv[3])[-1] if len(sys.argv) > 3 else None
+    enc = json_objects(args.encode_json)[-1] if args.encode_json else None
     go_peak = median([r["GFLOP/s"] for r in go["BenchmarkMatmulPeak"]]) if "BenchmarkMatmulPeak" in go else None
     py_peak = median([r["matmul_peak_gflops_per_s"] for r in runs])
     rows = {}  # (max_length, batch) -> Python results, one per round, each with its run's peak
@@ -96,12 +105,37 @@ def main():
             print(f"| bi-encoder (texts/s) | {enc['max_seq_length']} | {enc['batch_size']} | {g['texts/s']:.1f} "
                   f"| {enc['texts_per_s']:.1f} | **{g['texts/s'] / enc['texts_per_s']:.2f}** | | | | "
                   f"{g['peakRSS-MB']:.0f} | |")
+    if args.train:
+        missing += train_table(go, json_objects(args.train))
     lat = sorted((k, v[-1]) for k, v in go.items() if k.startswith("BenchmarkRerankLatency/"))
     if lat:
         print()
         print("Go rerank latency of one search (Rerank, batch 32): " + ", ".join(
             f"{k.split('/', 1)[1]} {v['ns/op'] / 1e6:.0f} ms" for k, v in lat))
     sys.exit(1 if missing else 0)
+
+
+def train_table(go, py_runs):
+    """Prints the training rows; returns how many lack a side."""
+    print()
+    print("| training step (batch 16, max_length 256) | Go pairs/s | Python pairs/s | Go/Python "
+          "| Go s/step forward, backward, update | Python s/step forward, backward, update |")
+    print("|---|---|---|---|---|---|")
+    missing = 0
+    for kind, name in (("bi", "bi-encoder, contrastive"), ("ce", "cross-encoder, BCE")):
+        g = go.get(f"BenchmarkTrainStep/kind={kind}", [])
+        py = [r for r in py_runs if r["kind"] == kind]
+        if not py or len(g) != len(py):
+            missing += 1
+            print(f"| {name} | (Go {len(g)} runs, Python {len(py)}) | | | | |")
+            continue
+        gm = lambda k: median([x[k] for x in g])
+        pm = lambda k: median([x[k] for x in py])
+        ratio = median([a["pairs/s"] / b["pairs_per_s"] for a, b in zip(g, py)])
+        print(f"| {name} | {gm('pairs/s'):.2f} | {pm('pairs_per_s'):.2f} | **{ratio:.2f}** "
+              f"| {gm('forward-s/step'):.2f}, {gm('backward-s/step'):.2f}, {gm('update-s/step'):.3f} "
+              f"| {pm('forward_s_per_step'):.2f}, {pm('backward_s_per_step'):.2f}, {pm('update_s_per_step'):.3f} |")
+    return missing
 
 
 if __name__ == "__main__":
