@@ -34,6 +34,7 @@ type finetuneFlags struct {
 	kind, valKind, scale        string
 	conflicts, clickMode        string
 	evalDepth, evalQueries      int
+	fusionDepth                 int
 	resume                      bool
 	train                       contract.TrainConfig
 	plugin                      pluginclient.Options
@@ -64,6 +65,11 @@ training query's BM25 top --teacher-depth and labelled documents, and the
 student learns the softmax of those standardised scores with the listwise
 loss, optionally mixed with the labels (--label-weight). Validation stays on
 the judged labels.
+
+A bi-encoder is validated fused with BM25, its weight fitted on the validation
+queries at every evaluation; the kept checkpoint's fusion is then fitted again
+over BM25's top --fusion-depth (default: rerank.window, the depth it will
+serve at) when that differs from --eval-depth.
 
 OUT receives checkpoint-<step> folders (the best and the last), a model card
 (README.md) and training_report.json. Ctrl-C stops after the current step and
@@ -97,6 +103,7 @@ keeps a checkpoint; --resume continues from the last one.`,
 	fl.Float64Var(&f.data.Clicks.MaxWeight, "max-weight", 10, "cap on inverse-propensity weights")
 	fl.Int64Var(&f.data.Clicks.MinDwellMS, "min-dwell-ms", 0, "clicks with a shorter dwell do not count")
 	fl.IntVar(&f.evalDepth, "eval-depth", 100, "BM25 candidates reranked per validation query")
+	fl.IntVar(&f.fusionDepth, "fusion-depth", 0, "BM25 candidates per validation query the kept bi-encoder's fusion is fitted on at the end (0: rerank.window)")
 	fl.IntVar(&f.evalQueries, "eval-queries", 0, "validate on at most this many validation queries, drawn by the seed (0: all)")
 	fl.BoolVar(&f.resume, "resume", false, "continue the run in --out from its last checkpoint")
 	fl.StringVar(&f.teacher.path, "teacher", "", "distil from this checkpoint's scores (fused with BM25 when it has a fusion.json)")
@@ -137,6 +144,8 @@ func runFinetune(ctx context.Context, f finetuneFlags, stdout, stderr io.Writer)
 		return errors.New("--out is required")
 	case f.evalDepth < 1:
 		return fmt.Errorf("--eval-depth must be at least 1, got %d", f.evalDepth)
+	case f.fusionDepth < 0:
+		return fmt.Errorf("--fusion-depth must not be negative, got %d", f.fusionDepth)
 	}
 	var err error
 	if f.teacher.path != "" {
@@ -164,13 +173,17 @@ func runFinetune(ctx context.Context, f finetuneFlags, stdout, stderr io.Writer)
 	if f.analyzer == "" {
 		f.analyzer = cfg.BM25.Analyzer
 	}
+	if f.fusionDepth == 0 {
+		f.fusionDepth = cfg.Rerank.Window
+	}
 
 	// A resumed run trains on exactly the data of the first one: they are
 	// read back, not rebuilt (the index or the logs may have changed since).
 	reqPath := filepath.Join(f.out, "data", requestFile)
 	var (
-		req    contract.FinetuneRequest
-		client *pluginclient.Client // started early when the teacher scores
+		req      contract.FinetuneRequest
+		client   *pluginclient.Client // started early when the teacher scores
+		indexDir string               // the BM25 index, kept for the fusion's final fit
 	)
 	if f.resume {
 		if req, err = readFinetuneRequest(reqPath); err != nil {
@@ -178,11 +191,21 @@ func runFinetune(ctx context.Context, f finetuneFlags, stdout, stderr io.Writer)
 		}
 		fmt.Fprintf(stdout, "resuming with the data the first run prepared (%s)\n", reqPath)
 		req.BaseModel, req.OutDir, req.Resume, req.Config = f.model, f.out, true, f.train
+		if ix, err := search.Open(f.index); err == nil {
+			ix.Close()
+			indexDir = f.index
+		}
 	} else {
 		if old, _ := filepath.Glob(filepath.Join(f.out, "checkpoint-*")); len(old) > 0 {
 			return fmt.Errorf("%s already holds a training run (%s): continue it with --resume or choose another --out", f.out, filepath.Base(old[0]))
 		}
-		if req, client, err = prepareFinetune(ctx, f, stdout, stderr); err != nil {
+		dir, cleanup, err := finetuneIndex(ctx, &f, stdout, stderr)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		indexDir = dir
+		if req, client, err = prepareFinetune(ctx, f, indexDir, stdout, stderr); err != nil {
 			return err
 		}
 		if err := writeFileWith(reqPath, func(w io.Writer) error { return json.NewEncoder(w).Encode(req) }); err != nil {
@@ -210,6 +233,11 @@ func runFinetune(ctx context.Context, f finetuneFlags, stdout, stderr io.Writer)
 		}
 	}
 	fmt.Fprintf(stdout, "training: %d steps, %.2f pairs/s; report %s\n", res.Steps, res.PairsPerSecond, res.ReportPath)
+	if err == nil && res.BestCheckpoint != "" && indexDir != "" && f.fusionDepth != f.evalDepth {
+		if err := refitFusion(ctx, client, res.BestCheckpoint, req.Validation, indexDir, f.fusionDepth, stdout); err != nil {
+			return fmt.Errorf("fitting the kept checkpoint's fusion over BM25's top %d: %w", f.fusionDepth, err)
+		}
+	}
 	switch {
 	case err != nil && errors.Is(err, context.Canceled):
 		return fmt.Errorf("cancelled at step %d: continue with the same command and --resume", res.Steps)
@@ -236,18 +264,13 @@ func readFinetuneRequest(path string) (contract.FinetuneRequest, error) {
 // prepareFinetune builds, checks and reports the training data (written to
 // OUT/data) and the validation candidates; with --teacher it starts the
 // plugin to score the candidates and returns it for the training.
-func prepareFinetune(ctx context.Context, f finetuneFlags, stdout, stderr io.Writer) (req contract.FinetuneRequest, client *pluginclient.Client, err error) {
+func prepareFinetune(ctx context.Context, f finetuneFlags, indexDir string, stdout, stderr io.Writer) (req contract.FinetuneRequest, client *pluginclient.Client, err error) {
 	defer func() {
 		if err != nil && client != nil {
 			client.Close()
 			client = nil
 		}
 	}()
-	indexDir, cleanup, err := finetuneIndex(ctx, &f, stdout, stderr)
-	if err != nil {
-		return req, nil, err
-	}
-	defer cleanup()
 	// The index, opened here by path, is what the data's sources read.
 	var idx *search.Index
 	if indexDir != "" {

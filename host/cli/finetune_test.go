@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/rerankloop/rerank/evalharness/fusion"
 )
 
 // buildPlugin builds bin/rerank-plugin into a temporary folder; the cgo
@@ -109,5 +111,47 @@ func TestFinetuneCommandErrors(t *testing.T) {
 		if _, err := evalCLI(t, c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: error %v, want one containing %q", c.args, err, c.want)
 		}
+	}
+}
+
+// A bi-encoder validated on BM25's top 5 (--eval-depth, for speed) keeps a
+// fusion fitted again over BM25's top 20 (--fusion-depth), the depth it is
+// served and evaluated at; with the two equal nothing is fitted again.
+func TestFinetuneRefitsFusionAtServingDepth(t *testing.T) {
+	plugin := buildPlugin(t)
+	dir := t.TempDir()
+	model, index := filepath.Join(dir, "tiny-bi"), filepath.Join(dir, "index")
+	if _, err := evalCLI(t, "model", "init", "--tiny", "--kind", "bi-encoder", "--out", model); err != nil {
+		t.Fatal(err)
+	}
+	run := func(out, fusionDepth string) (string, fusion.Params) {
+		t.Helper()
+		stdout, err := evalCLI(t, "finetune", "--model", model, "--train", scifactSample, "--out", filepath.Join(dir, out), "--index", index,
+			"--epochs", "1", "--lr", "1e-3", "--batch-size", "16", "--max-length", "64", "--eval-steps", "1000", "--eval-depth", "5",
+			"--fusion-depth", fusionDepth, "--hard-negatives", "1", "--random-negatives", "0", "--plugin", plugin, "--device", "cpu")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, stdout)
+		}
+		best := regexp.MustCompile(`best checkpoint: (\S+)`).FindStringSubmatch(stdout)
+		if best == nil {
+			t.Fatalf("no best checkpoint in:\n%s", stdout)
+		}
+		p, found, err := fusion.Read(best[1])
+		if err != nil || !found {
+			t.Fatalf("fusion.json of %s: %v %v", best[1], found, err)
+		}
+		return stdout, p
+	}
+	stdout, p := run("deep", "20")
+	if !strings.Contains(stdout, "fusion re-fitted on validation (") || !strings.HasSuffix(p.FittedOn, "BM25's top 20") {
+		t.Errorf("fusion %+v after:\n%s", p, stdout)
+	}
+	stdout, p = run("same", "5")
+	if strings.Contains(stdout, "re-fitted") || strings.Contains(p.FittedOn, "BM25's top") {
+		t.Errorf("fitted again at the validation depth: %+v\n%s", p, stdout)
+	}
+	if _, err := evalCLI(t, "finetune", "--model", model, "--train", scifactSample, "--out", filepath.Join(dir, "x"), "--fusion-depth", "-1"); err == nil ||
+		!strings.Contains(err.Error(), "--fusion-depth") {
+		t.Errorf("--fusion-depth -1: %v", err)
 	}
 }
