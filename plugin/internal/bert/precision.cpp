@@ -3,22 +3,12 @@
 #include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
 
+#include "guarded.h"
+
 #include <cstring>
 #include <string>
 
 namespace {
-thread_local std::string last_error;
-
-template <typename F> int guarded(F f) {
-  try {
-    f();
-    return 0;
-  } catch (const std::exception &e) {
-    last_error = e.what();
-    return 1;
-  }
-}
-
 c10::DeviceType device_type(int cuda) { return cuda ? at::kCUDA : at::kCPU; }
 } // namespace
 

@@ -7,23 +7,13 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
+#include "../bert/guarded.h"
+
 #include <cmath>
 #include <string>
 #include <vector>
 
 namespace {
-thread_local std::string last_error;
-
-template <typename F> int guarded(F f) {
-  try {
-    f();
-    return 0;
-  } catch (const std::exception &e) {
-    last_error = e.what();
-    return 1;
-  }
-}
-
 at::Tensor &at_(void *p) { return *static_cast<at::Tensor *>(p); }
 } // namespace
 

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/rerankloop/rerank/plugin/contract"
@@ -203,5 +204,64 @@ func TestClipGradNorm(t *testing.T) {
 	p, _ := ts.NewTensorFromData([]float32{1}, []int64{1})
 	if _, err := clipGradNorm([]*ts.Tensor{p}, 1); err == nil {
 		t.Error("no gradients: no error")
+	}
+}
+
+// The optimizer's saved state restores into an optimizer of the same
+// parameters, and one of other parameters is refused rather than half read.
+func TestOptimizerStateRoundTrip(t *testing.T) {
+	params := func(shapes ...[]int64) []*ts.Tensor {
+		var ps []*ts.Tensor
+		for _, s := range shapes {
+			p, err := ts.Ones(s, gotch.Float, gotch.CPU)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps = append(ps, p)
+		}
+		return ps
+	}
+	a, err := newOptimizer(params([]int64{2, 3}, []int64{3}), []bool{true, false}, 0.01)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.free()
+	// One update with a known gradient gives every moment a value.
+	for _, p := range a.params {
+		sum, _ := p.Sum(gotch.Float, false)
+		if err := sum.Backward(); err != nil {
+			t.Fatal(err)
+		}
+		sum.Drop()
+	}
+	if err := a.step(1e-3); err != nil {
+		t.Fatal(err)
+	}
+	st, err := a.state()
+	if err != nil || len(st) != 5 || st[stepsTensor].Data[0] != 1 || st["exp_avg.000"].Data[0] != 0.1 {
+		t.Fatalf("state %v (%v)", st, err)
+	}
+	b, err := newOptimizer(params([]int64{2, 3}, []int64{3}), []bool{true, false}, 0.01)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.free()
+	if err := b.restore(st); err != nil {
+		t.Fatal(err)
+	}
+	if back, _ := b.state(); b.steps != 1 || back["exp_avg_sq.001"].Data[2] != st["exp_avg_sq.001"].Data[2] {
+		t.Errorf("restored %d steps, exp_avg_sq.001 %v, want %v", b.steps, back["exp_avg_sq.001"].Data, st["exp_avg_sq.001"].Data)
+	}
+	other, err := newOptimizer(params([]int64{3, 2}, []int64{3}), []bool{true, false}, 0.01)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.free()
+	if err := other.restore(st); err == nil || !strings.Contains(err.Error(), "exp_avg.000") {
+		t.Errorf("moments of another shape: %v", err)
+	}
+	delete(st, "exp_avg_sq.001")
+	if err := b.restore(st); err == nil || !strings.Contains(err.Error(), "holds 4 tensors") {
+		t.Errorf("a moment missing: %v", err)
 	}
 }
