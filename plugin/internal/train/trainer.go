@@ -234,7 +234,7 @@ func (t *trainer) setup() error {
 	if t.opt, err = newOptimizer(params, decay, cfg.WeightDecay); err != nil {
 		return err
 	}
-	if req.Resume && t.st.Step > 0 {
+	if req.Resume && t.st.Step > 0 && t.st.Step < t.total { // a finished run has nothing left to update
 		if err := t.restoreOptimizer(); err != nil {
 			warns = append(warns, fmt.Sprintf("AdamW's moments restart at step %d: %v", t.st.Step, err))
 		}
