@@ -141,16 +141,23 @@ func TestEvalErrors(t *testing.T) {
 	}
 }
 
+// tinyBiEncoder makes a tiny bi-encoder (a sentence-transformers folder)
+// at dir and returns dir.
+func tinyBiEncoder(t *testing.T, dir string) string {
+	t.Helper()
+	if _, err := evalCLI(t, "model", "init", "--tiny", "--kind", "bi-encoder", "--out", dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // --fuse auto fits a on the train split, keeps it beside the model with
 // --save-fusion, and reports the model alone and fused; a later eval of the
 // same model fuses with the saved weight by default, --fuse none not at all.
 func TestEvalFusesWithBM25(t *testing.T) {
 	plugin := buildPlugin(t)
 	dir := t.TempDir()
-	model, index := filepath.Join(dir, "tiny-bi"), filepath.Join(dir, "index")
-	if _, err := evalCLI(t, "model", "init", "--tiny", "--kind", "bi-encoder", "--out", model); err != nil {
-		t.Fatal(err)
-	}
+	model, index := tinyBiEncoder(t, filepath.Join(dir, "tiny-bi")), filepath.Join(dir, "index")
 	common := []string{"eval", "--dataset", scifactSample, "--index", index, "--model", model, "--depth", "20",
 		"--plugin", plugin, "--device", "cpu", "--max-length", "64", "--json"}
 	for _, bad := range [][]string{{"--fuse", "1.5"}, {"--fuse", "auto", "--fit-split", "test"}, {"--save-fusion"}, {"--fuse", "0.3", "--fuse-method", "borda"}} {
@@ -201,10 +208,7 @@ func TestEvalFusesWithBM25(t *testing.T) {
 func TestEvalCascade(t *testing.T) {
 	plugin := buildPlugin(t)
 	dir := t.TempDir()
-	bi, index, runs := filepath.Join(dir, "tiny-bi"), filepath.Join(dir, "index"), filepath.Join(dir, "runs")
-	if _, err := evalCLI(t, "model", "init", "--tiny", "--kind", "bi-encoder", "--out", bi); err != nil {
-		t.Fatal(err)
-	}
+	bi, index, runs := tinyBiEncoder(t, filepath.Join(dir, "tiny-bi")), filepath.Join(dir, "index"), filepath.Join(dir, "runs")
 	const depth, top = 20, 5
 	args := []string{"eval", "--dataset", scifactSample, "--index", index, "--model", bi, "--fuse", "0.5", "--depth", strconv.Itoa(depth),
 		"--cascade-model", "../../plugin/testdata/tiny-ce", "--cascade-top", strconv.Itoa(top),

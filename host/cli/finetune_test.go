@@ -120,10 +120,7 @@ func TestFinetuneCommandErrors(t *testing.T) {
 func TestFinetuneRefitsFusionAtServingDepth(t *testing.T) {
 	plugin := buildPlugin(t)
 	dir := t.TempDir()
-	model, index := filepath.Join(dir, "tiny-bi"), filepath.Join(dir, "index")
-	if _, err := evalCLI(t, "model", "init", "--tiny", "--kind", "bi-encoder", "--out", model); err != nil {
-		t.Fatal(err)
-	}
+	model, index := tinyBiEncoder(t, filepath.Join(dir, "tiny-bi")), filepath.Join(dir, "index")
 	run := func(out, fusionDepth string) (string, fusion.Params) {
 		t.Helper()
 		stdout, err := evalCLI(t, "finetune", "--model", model, "--train", scifactSample, "--out", filepath.Join(dir, out), "--index", index,

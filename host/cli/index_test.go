@@ -91,10 +91,7 @@ var (
 func TestIndexPrecomputesEmbeddings(t *testing.T) {
 	plugin := buildPlugin(t)
 	data := t.TempDir()
-	model := filepath.Join(t.TempDir(), "tiny-bi")
-	if _, err := evalCLI(t, "model", "init", "--tiny", "--kind", "bi-encoder", "--out", model); err != nil {
-		t.Fatal(err)
-	}
+	model := tinyBiEncoder(t, filepath.Join(t.TempDir(), "tiny-bi"))
 	run := func(extra ...string) (docs, cached, fresh int, cache string, size int64) {
 		t.Helper()
 		args := append([]string{"index", "--dataset", scifactSample, "--data-dir", data, "--model", model,

@@ -17,10 +17,7 @@ import (
 func TestFinetuneWithTeacher(t *testing.T) {
 	plugin := buildPlugin(t)
 	dir := t.TempDir()
-	teacher := filepath.Join(dir, "tiny-bi")
-	if _, err := evalCLI(t, "model", "init", "--tiny", "--kind", "bi-encoder", "--out", teacher); err != nil {
-		t.Fatal(err)
-	}
+	teacher := tinyBiEncoder(t, filepath.Join(dir, "tiny-bi"))
 	if err := fusion.Write(teacher, fusion.Params{Method: fusion.MinMax, BM25Weight: 0.4}); err != nil {
 		t.Fatal(err)
 	}
@@ -56,17 +53,11 @@ func TestFinetuneTeacherErrors(t *testing.T) {
 	plugin := buildPlugin(t)
 	dir := t.TempDir()
 	// A bi-encoder folder without modules.json is a plain BertModel.
-	encoder := filepath.Join(dir, "encoder")
-	if _, err := evalCLI(t, "model", "init", "--tiny", "--kind", "bi-encoder", "--out", encoder); err != nil {
-		t.Fatal(err)
-	}
+	encoder := tinyBiEncoder(t, filepath.Join(dir, "encoder"))
 	if err := os.Remove(filepath.Join(encoder, "modules.json")); err != nil {
 		t.Fatal(err)
 	}
-	badFusion := filepath.Join(dir, "bad-fusion")
-	if _, err := evalCLI(t, "model", "init", "--tiny", "--kind", "bi-encoder", "--out", badFusion); err != nil {
-		t.Fatal(err)
-	}
+	badFusion := tinyBiEncoder(t, filepath.Join(dir, "bad-fusion"))
 	if err := os.WriteFile(filepath.Join(badFusion, "fusion.json"), []byte(`{"method": "minmax", "bm25_weight": 7}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
