@@ -371,6 +371,8 @@ report() {
 			          f"{s} of {r.get('total_steps')} steps in {t:.1f} s of training = {s / t:.2f} steps/s, "
 			          f"{r.get('pairs_per_second', 0):.1f} pairs/s; {wall} s for the whole command "
 			          f"(data, BM25 index, evaluations); stopped: {r.get('stopped')}.")
+			    if s and (p := r.get("step_seconds")):
+			        print(f"  per step: forward {p['forward'] / s:.3f} s, backward {p['backward'] / s:.3f} s, update {p['update'] / s:.3f} s")
 			    sys.exit()
 			# No report (stopped by the time limit): the last validation line's
 			# ETA is the remaining steps at the training speed so far.
