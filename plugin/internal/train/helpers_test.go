@@ -116,3 +116,17 @@ func (l *stepLosses) mean(from, to int) float64 {
 	}
 	return sum / float64(n)
 }
+
+// readWeights reads a checkpoint folder's weights under transformers' names.
+func readWeights(t *testing.T, dir string) map[string]checkpoint.Tensor {
+	t.Helper()
+	cfg, err := checkpoint.ReadConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _, err := checkpoint.ReadWeights(dir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}

@@ -81,14 +81,7 @@ func TestStepsMatchPyTorch(t *testing.T) {
 			t.Errorf("step %d: lr %g, loss %.7f, gradient norm %.6f; PyTorch %g, %.7f, %.6f", i+1, g.LearningRate, g.Loss, g.GradNorm, want.LR, want.Loss, want.GradNorm)
 		}
 	}
-	ccfg, err := checkpoint.ReadConfig(res.LastCheckpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, _, err := checkpoint.ReadWeights(res.LastCheckpoint, ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := readWeights(t, res.LastCheckpoint)
 	worst := 0.0
 	for name, want := range ref.Tensors {
 		x, ok := w[name]

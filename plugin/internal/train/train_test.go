@@ -280,18 +280,7 @@ func TestResumeContinuesTheUninterruptedRun(t *testing.T) {
 // checkpoints' weights.
 func maxWeightDifference(t *testing.T, a, b string) float64 {
 	t.Helper()
-	read := func(dir string) map[string]checkpoint.Tensor {
-		cfg, err := checkpoint.ReadConfig(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w, _, err := checkpoint.ReadWeights(dir, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return w
-	}
-	wa, wb := read(a), read(b)
+	wa, wb := readWeights(t, a), readWeights(t, b)
 	worst := 0.0
 	for name, x := range wa {
 		for i, v := range x.Data {
