@@ -43,7 +43,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import platform  # noqa: E402
 import random  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -51,6 +50,8 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO / "plugin" / "testdata" / "reference"))
+import refmodels  # noqa: E402
 
 
 def parse_args():
@@ -263,8 +264,6 @@ def validation_set(req: dict, path: Path) -> tuple:
 def load_model(args, torch, CrossEncoder, workdir: Path):
     if args.model is not None:
         return CrossEncoder(str(args.model), max_length=args.max_length, device=args.device), str(args.model)
-    sys.path.insert(0, str(REPO / "plugin" / "testdata" / "reference"))
-    import refmodels
     from transformers import AutoTokenizer
 
     model = refmodels.build_minilm_ce()
@@ -316,10 +315,8 @@ def main():
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
 
-    import accelerate
     import datasets
     import pytrec_eval  # noqa: F401  (fail before training when missing)
-    import sentence_transformers
     import transformers
     from datasets import Dataset
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
@@ -473,10 +470,7 @@ def main():
                    "weight_decay": args.weight_decay, "max_grad_norm": args.max_grad_norm,
                    "pos_weight": args.pos_weight, "loss": "bce", "seed": args.seed, "eval_steps": args.eval_steps,
                    "eval_batch_size": args.eval_batch_size, "threads": args.threads, "device": args.device},
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "transformers": transformers.__version__, "sentence_transformers": sentence_transformers.__version__,
-                     "datasets": datasets.__version__, "accelerate": accelerate.__version__,
-                     "cpu": platform.processor() or platform.machine(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")},
+        "versions": refmodels.training_versions(),
     })
     print(json.dumps(out, indent=2))
 

@@ -49,13 +49,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import platform  # noqa: E402
 import random  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "plugin" / "testdata" / "reference"))
+import refmodels  # noqa: E402
 
 SCALE = 20.0  # plugin/internal/train/contrastive.go similarityScale
 HARD_NEGATIVES = 1  # contrastive.go hardNegatives: negatives per unit
@@ -247,9 +249,7 @@ def main():
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
 
-    import accelerate
     import datasets
-    import sentence_transformers
     import transformers
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -432,10 +432,7 @@ def main():
         "config": dict(hp, scale=SCALE, similarity="cosine", negatives_per_unit=HARD_NEGATIVES,
                        warmup_steps=targs.get_warmup_steps(total_steps), threads=args.threads, device=args.device,
                        base_model=str(args.model)),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "transformers": transformers.__version__, "sentence_transformers": sentence_transformers.__version__,
-                     "datasets": datasets.__version__, "accelerate": accelerate.__version__,
-                     "cpu": platform.processor() or platform.machine(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")},
+        "versions": refmodels.training_versions(),
     })
     print(json.dumps(out, indent=2))
 

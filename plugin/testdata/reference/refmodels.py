@@ -93,3 +93,19 @@ def save_ce_folder(model, tok, out: Path) -> Path:
     model.save_pretrained(str(out), safe_serialization=True)
     tok.save_pretrained(str(out))
     return out
+
+
+def training_versions() -> dict:
+    """What a reference training run records of its environment: library versions, CPU, OpenMP wait policy."""
+    import platform
+
+    import accelerate
+    import datasets
+    import sentence_transformers
+    import torch
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "sentence_transformers": sentence_transformers.__version__,
+            "datasets": datasets.__version__, "accelerate": accelerate.__version__,
+            "cpu": platform.processor() or platform.machine(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
