@@ -256,9 +256,9 @@ func (m *Model) head(cls *ts.Tensor, B int64, train bool) (logits *ts.Tensor, er
 	defer Guard(&err)
 	var s Scope
 	defer s.Free()
-	pooled := s.Keep(s.Keep(ts.Linear(cls, m.poolW, m.poolB)).Tanh(false))
+	pooled := s.Keep(linear(&s, cls, m.poolW, m.poolB, noActivation).Tanh(false))
 	pooled = m.dropout(&s, pooled, "classifier_dropout", train)
-	out := s.Keep(ts.Linear(pooled, m.clsW, m.clsB))
+	out := linear(&s, pooled, m.clsW, m.clsB, noActivation)
 	logits = s.Keep(out.View([]int64{B}, false))
 	s.Free(logits)
 	return logits, nil
@@ -384,7 +384,7 @@ func (m *Model) layer(l *layer, x, attnMask *ts.Tensor, B, T int64, train bool) 
 	nh := int64(m.Cfg.NumHeads)
 	dh := H / nh
 	// [B, T, 3H] -> [B, T, 3, nh, dh] -> [3, B, nh, T, dh]
-	qkv := s.Keep(ts.Linear(x, l.qkvW, l.qkvB))
+	qkv := linear(&s, x, l.qkvW, l.qkvB, noActivation)
 	qkv = s.Keep(s.Keep(qkv.View([]int64{B, T, 3, nh, dh}, false)).Permute([]int64{2, 0, 3, 1, 4}, false))
 	q := s.Keep(qkv.Select(0, 0, false))
 	k := s.Keep(qkv.Select(0, 1, false))
@@ -397,23 +397,22 @@ func (m *Model) layer(l *layer, x, attnMask *ts.Tensor, B, T int64, train bool) 
 	}
 	ctx := s.Keep(ts.ScaledDotProductAttention(q, k, v, attnMask, p, false, nil))     // [B, nh, T, dh]
 	ctx = s.Keep(s.Keep(ctx.Transpose(1, 2, false)).Reshape([]int64{B, T, H}, false)) // [B, T, H]
-	attn := s.Keep(ts.Linear(ctx, l.attnOutW, l.attnOutB))
+	attn := linear(&s, ctx, l.attnOutW, l.attnOutB, noActivation)
 	attn = m.dropout(&s, attn, "hidden_dropout_prob", train)
 	attn = s.Keep(ts.LayerNorm(s.Keep(attn.Add(x, false)), []int64{H}, l.attnLnW, l.attnLnB, m.Cfg.LayerNormEps, false))
-	inter := s.Keep(ts.Linear(attn, l.interW, l.interB))
-	inter = s.Keep(inter.Gelu(m.geluApprox(), false))
-	o := s.Keep(ts.Linear(inter, l.outW, l.outB))
+	inter := linear(&s, attn, l.interW, l.interB, m.gelu())
+	o := linear(&s, inter, l.outW, l.outB, noActivation)
 	o = m.dropout(&s, o, "hidden_dropout_prob", train)
 	out = s.Keep(ts.LayerNorm(s.Keep(o.Add(attn, false)), []int64{H}, l.outLnW, l.outLnB, m.Cfg.LayerNormEps, false))
 	s.Free(out)
 	return out, nil
 }
 
-func (m *Model) geluApprox() string {
+func (m *Model) gelu() activation {
 	if m.Cfg.HiddenAct == "gelu" {
-		return "none" // exact erf GELU
+		return geluExact // erf
 	}
-	return "tanh"
+	return geluTanh
 }
 
 // dropout applies training-time dropout with the probability config.json

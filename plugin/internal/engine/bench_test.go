@@ -151,7 +151,7 @@ func BenchmarkForward(b *testing.B) {
 				// The peak of this moment, on the model's thread: a shared
 				// machine's load changes between rows.
 				var peak float64
-				e.onThread(func() { peak = matmulPeak(b, 20) })
+				e.onThread(func() { peak = matmulPeaks(b, 20).best() })
 				if e.device != gotch.CPU {
 					if err := bert.SetTF32(e.precision != bert.FP32); err != nil {
 						b.Fatal(err)
@@ -206,16 +206,29 @@ func BenchmarkRerankLatency(b *testing.B) {
 
 // BenchmarkMatmulPeak is the machine's fp32 matmul rate through libtorch on
 // the benchmark device (TF32 off), the ceiling the forward pass is compared
-// against.
+// against: the faster of at::matmul (MKL on CPU) and, on CPU, oneDNN's
+// product, which the model's dense layers use; each is reported too.
 func BenchmarkMatmulPeak(b *testing.B) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	b.ReportMetric(matmulPeak(b, b.N), "GFLOP/s")
+	p := matmulPeaks(b, b.N)
+	b.ReportMetric(p.best(), "GFLOP/s")
+	b.ReportMetric(p.matmul, "matmul-GFLOP/s")
+	if p.oneDNN > 0 {
+		b.ReportMetric(p.oneDNN, "onednn-GFLOP/s")
+	}
 }
 
-// matmulPeak times reps fp32 products of two 1024 x 1024 matrices after one
-// warm-up product, as bench_st.py's matmul_peak does, in GFLOP/s.
-func matmulPeak(b *testing.B, reps int) float64 {
+// peaks are the rates of the fp32 products libtorch offers, in GFLOP/s
+// (oneDNN's 0 where the model does not use it).
+type peaks struct{ matmul, oneDNN float64 }
+
+func (p peaks) best() float64 { return max(p.matmul, p.oneDNN) }
+
+// matmulPeaks times reps fp32 products of two 1024 x 1024 matrices after one
+// warm-up product, as bench_st.py's matmul_peak does: x·y by at::matmul, and
+// x·yᵀ as the model's dense layers compute it where that is oneDNN.
+func matmulPeaks(b *testing.B, reps int) peaks {
 	device := gotch.CPU
 	if benchDevice() == "cuda" {
 		device = gotch.CudaIfAvailable()
@@ -236,20 +249,27 @@ func matmulPeak(b *testing.B, reps int) float64 {
 			}
 		}
 	}
-	product := func() {
-		z, err := x.Matmul(y, false)
-		if err != nil {
-			b.Fatal(err)
+	rate := func(product func() (*ts.Tensor, error)) float64 {
+		run := func() {
+			z, err := product()
+			if err != nil {
+				b.Fatal(err)
+			}
+			z.Drop()
 		}
-		z.Drop()
+		run() // thread start-up and allocation
+		sync()
+		b.ResetTimer()
+		start := time.Now()
+		for range reps {
+			run()
+		}
+		sync()
+		return 2 * n * n * n * float64(reps) / time.Since(start).Seconds() / 1e9
 	}
-	product() // thread start-up and allocation
-	sync()
-	b.ResetTimer()
-	start := time.Now()
-	for range reps {
-		product()
+	p := peaks{matmul: rate(func() (*ts.Tensor, error) { return x.Matmul(y, false) })}
+	if forward, _ := bert.OneDNN(); device == gotch.CPU && forward {
+		p.oneDNN = rate(func() (*ts.Tensor, error) { return bert.Linear(x, y, nil) })
 	}
-	sync()
-	return 2 * n * n * n * float64(reps) / time.Since(start).Seconds() / 1e9
+	return p
 }

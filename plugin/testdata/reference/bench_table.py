@@ -49,6 +49,12 @@ def median(xs):
     return statistics.median(xs)
 
 
+def products(rates):
+    """'matmul 199, onednn 470' (medians) from [{product: GFLOP/s}, one per run]; '?' for none."""
+    names = [k for k in ("matmul", "onednn") if rates and all(k in r for r in rates)]
+    return ", ".join(f"{k} {median([r[k] for r in rates]):.0f}" for k in names) or "?"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("go_log")
@@ -62,6 +68,10 @@ def main():
     enc = json_objects(args.encode_json)[-1] if args.encode_json else None
     go_peak = median([r["GFLOP/s"] for r in go["BenchmarkMatmulPeak"]]) if "BenchmarkMatmulPeak" in go else None
     py_peak = median([r["matmul_peak_gflops_per_s"] for r in runs])
+    # The peak is the faster of the products each side can run (MKL's matmul, oneDNN's): both are shown.
+    go_each = products([{k.removesuffix("-GFLOP/s"): v for k, v in r.items() if k != "GFLOP/s"}
+                        for r in go.get("BenchmarkMatmulPeak", [])])
+    py_each = products([run.get("matmul_peaks_gflops_per_s", {}) for run in runs])
     rows = {}  # (max_length, batch) -> Python results, one per round, each with its run's peak
     for run in runs:
         for r in run["results"]:
@@ -70,7 +80,7 @@ def main():
     rounds = max(len(v) for v in rows.values())
     print(f"device {st['device']}, precision {st.get('precision', 'fp32')}, {st['torch_threads']} threads; "
           f"sentence-transformers {st['sentence_transformers']} on torch {st['torch']}; "
-          f"fp32 1024^3 matmul peak: Go {go_peak or '?'} GFLOP/s, Python {py_peak} GFLOP/s"
+          f"fp32 1024^3 matmul peak: Go {go_peak or '?'} GFLOP/s ({go_each}), Python {py_peak} GFLOP/s ({py_each})"
           + (f"; medians of {rounds} paired rounds" if rounds > 1 else ""))
     print()
     print("| model | max_length | batch | Go pairs/s | Python pairs/s | Go/Python | Go/Python per CPU-second "

@@ -1,0 +1,54 @@
+package bert
+
+/*
+int rerank_linear(void *x, void *w, void *b, int act, void **out);
+void rerank_linear_backends(int *forward, int *backward);
+const char *rerank_linear_error();
+*/
+import "C"
+
+import (
+	"errors"
+	"unsafe"
+
+	"github.com/sugarme/gotch/ts"
+)
+
+// activation follows a dense layer: on CPU it is fused into oneDNN's product.
+type activation C.int
+
+const (
+	noActivation activation = iota
+	geluExact
+	geluTanh
+)
+
+// linear is x·wᵀ + b then act, kept in s; on CPU in float32 the products
+// run in oneDNN (linear.cpp says why), elsewhere as ts.Linear and Gelu.
+func linear(s *Scope, x, w, b *ts.Tensor, act activation) *ts.Tensor {
+	var bias unsafe.Pointer
+	if b != nil {
+		bias = b.Ctensor()
+	}
+	var out unsafe.Pointer
+	if C.rerank_linear(x.Ctensor(), w.Ctensor(), bias, C.int(act), &out) != 0 {
+		panic(torchError{errors.New(C.GoString(C.rerank_linear_error()))})
+	}
+	return s.Keep(ts.FromCtensor(out), nil)
+}
+
+// OneDNN reports whether float32 dense layers on CPU run in oneDNN, at
+// inference (forward) and under autograd (backward), rather than in MKL.
+func OneDNN() (forward, backward bool) {
+	var f, b C.int
+	C.rerank_linear_backends(&f, &b)
+	return f != 0, b != 0
+}
+
+// Linear is x·wᵀ + b (b may be nil) as the model's dense layers compute it;
+// the caller frees the result.
+func Linear(x, w, b *ts.Tensor) (y *ts.Tensor, err error) {
+	defer Guard(&err)
+	var s Scope
+	return linear(&s, x, w, b, noActivation), nil
+}
