@@ -80,7 +80,7 @@ def main():
     rounds = max(len(v) for v in rows.values())
     print(f"device {st['device']}, precision {st.get('precision', 'fp32')}, {st['torch_threads']} threads; "
           f"sentence-transformers {st['sentence_transformers']} on torch {st['torch']}; "
-          f"fp32 1024^3 matmul peak: Go {go_peak or '?'} GFLOP/s ({go_each}), Python {py_peak} GFLOP/s ({py_each})"
+          f"fp32 1024^3 matmul peak: Go {go_peak or math.nan:.1f} GFLOP/s ({go_each}), Python {py_peak:.1f} GFLOP/s ({py_each})"
           + (f"; medians of {rounds} paired rounds" if rounds > 1 else ""))
     print()
     print("| model | max_length | batch | Go pairs/s | Python pairs/s | Go/Python | Go/Python per CPU-second "
