@@ -280,14 +280,6 @@ func (m *Model) encode(b Batch, train bool) (x *ts.Tensor, err error) {
 		}
 	}
 	B, T, H := int64(b.Size), int64(b.Len), int64(m.Cfg.HiddenSize)
-	// true where a key is a real token: padding gets exactly zero attention,
-	// whatever the autocast type (a float mask would have to match it).
-	mask := make([]bool, b.Size*b.Len)
-	for i, n := range b.Lengths {
-		for j := range n {
-			mask[i*b.Len+j] = true
-		}
-	}
 	// in holds the inputs; s holds the current stage and is emptied after
 	// every layer (autograd keeps its own references to what backward needs).
 	var in, s Scope
@@ -295,8 +287,10 @@ func (m *Model) encode(b Batch, train bool) (x *ts.Tensor, err error) {
 	defer s.Free()
 	ids := m.onDevice(&in, in.Keep(ts.NewTensorFromData(b.IDs, []int64{B, T})))
 	types := m.onDevice(&in, in.Keep(ts.NewTensorFromData(b.TypeIDs, []int64{B, T})))
-	attnMask := m.onDevice(&in, in.Keep(ts.NewTensorFromData(mask, []int64{B, 1, 1, T})))
-
+	var attnMask *ts.Tensor // none without padding, as transformers passes none
+	if mask := keyMask(b); mask != nil {
+		attnMask = m.onDevice(&in, in.Keep(ts.NewTensorFromData(mask, []int64{B, 1, 1, T})))
+	}
 	x = s.Keep(ts.Embedding(m.wordEmb, ids, -1, false, false))
 	x = s.Keep(x.Add(s.Keep(ts.Embedding(m.typeEmb, types, -1, false, false)), false))
 	x = s.Keep(x.Add(s.Keep(m.posEmb.Narrow(0, 0, T, false)), false))
@@ -312,6 +306,26 @@ func (m *Model) encode(b Batch, train bool) (x *ts.Tensor, err error) {
 	}
 	s.Free(x)
 	return x, nil
+}
+
+// keyMask is true where a key is a real token, so that padding gets exactly
+// zero attention whatever the autocast type (a float mask would have to match
+// it); nil when no row is padded.
+func keyMask(b Batch) []bool {
+	padded := false
+	for _, n := range b.Lengths {
+		padded = padded || n < b.Len
+	}
+	if !padded {
+		return nil
+	}
+	mask := make([]bool, b.Size*b.Len)
+	for i, n := range b.Lengths {
+		for j := range n {
+			mask[i*b.Len+j] = true
+		}
+	}
+	return mask
 }
 
 // onDevice moves an input tensor to the model's device, kept in s.
@@ -395,7 +409,7 @@ func (m *Model) layer(l *layer, x, attnMask *ts.Tensor, B, T int64, train bool) 
 	if train {
 		p = m.dropoutP("attention_probs_dropout_prob")
 	}
-	ctx := s.Keep(ts.ScaledDotProductAttention(q, k, v, attnMask, p, false, nil))     // [B, nh, T, dh]
+	ctx := attention(&s, q, k, v, attnMask, p)                                        // [B, nh, T, dh]
 	ctx = s.Keep(s.Keep(ctx.Transpose(1, 2, false)).Reshape([]int64{B, T, H}, false)) // [B, T, H]
 	attn := linear(&s, ctx, l.attnOutW, l.attnOutB, noActivation)
 	attn = m.dropout(&s, attn, "hidden_dropout_prob", train)

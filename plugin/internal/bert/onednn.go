@@ -4,6 +4,7 @@ package bert
 int rerank_linear(void *x, void *w, void *b, int act, void **out);
 void rerank_linear_backends(int *forward, int *backward);
 const char *rerank_linear_error();
+int rerank_attention(void *q, void *k, void *v, void *mask, double dropout, void **out);
 */
 import "C"
 
@@ -24,7 +25,7 @@ const (
 )
 
 // linear is x·wᵀ + b then act, kept in s; on CPU in float32 the products
-// run in oneDNN (linear.cpp says why), elsewhere as ts.Linear and Gelu.
+// run in oneDNN (onednn.cpp says why), elsewhere as ts.Linear and Gelu.
 func linear(s *Scope, x, w, b *ts.Tensor, act activation) *ts.Tensor {
 	var bias unsafe.Pointer
 	if b != nil {
@@ -51,4 +52,20 @@ func Linear(x, w, b *ts.Tensor) (y *ts.Tensor, err error) {
 	defer Guard(&err)
 	var s Scope
 	return linear(&s, x, w, b, noActivation), nil
+}
+
+// attention is softmax(q·kᵀ/√dh + mask)·v for [B, nh, T, dh] views, with
+// dropout p on the probabilities, kept in s; mask ([B, 1, 1, T] booleans, true
+// where a key is a real token) may be nil. At inference on CPU it runs in
+// oneDNN (onednn.cpp), elsewhere as libtorch's scaled_dot_product_attention.
+func attention(s *Scope, q, k, v, mask *ts.Tensor, p float64) *ts.Tensor {
+	var m unsafe.Pointer
+	if mask != nil {
+		m = mask.Ctensor()
+	}
+	var out unsafe.Pointer
+	if C.rerank_attention(q.Ctensor(), k.Ctensor(), v.Ctensor(), m, C.double(p), &out) != 0 {
+		panic(torchError{errors.New(C.GoString(C.rerank_linear_error()))})
+	}
+	return s.Keep(ts.FromCtensor(out), nil)
 }
