@@ -32,6 +32,12 @@ __attribute__((weak)) void mkldnn_matmul(const Tensor &mat1, const Tensor &mat2,
 namespace {
 at::Tensor &at_(void *p) { return *static_cast<at::Tensor *>(p); }
 
+// An optional argument: null is an undefined tensor.
+at::Tensor optional_(void *p) { return p == nullptr ? at::Tensor() : at_(p); }
+
+// libtorch's and oneDNN's name of a GELU: act 1 exact (erf), 2 tanh.
+std::string gelu_approximation(int act) { return act == 1 ? "none" : "tanh"; }
+
 // act: 0 none, 1 exact GELU, 2 tanh GELU.
 at::Tensor dnn_linear(const at::Tensor &x, const at::Tensor &w, const at::Tensor &b, int act) {
   static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
@@ -40,7 +46,7 @@ at::Tensor dnn_linear(const at::Tensor &x, const at::Tensor &w, const at::Tensor
                           b.defined() ? c10::IValue(b) : c10::IValue(),
                           std::string(act == 0 ? "none" : "gelu"),
                           c10::List<std::optional<at::Scalar>>(),
-                          act == 0 ? c10::IValue() : c10::IValue(std::string(act == 1 ? "none" : "tanh"))};
+                          act == 0 ? c10::IValue() : c10::IValue(gelu_approximation(act))};
   op.callBoxed(&stack);
   return stack[0].toTensor();
 }
@@ -112,19 +118,25 @@ struct DnnLinear : public torch::autograd::Function<DnnLinear> {
   }
 };
 
+// Whether x is a float32 CPU tensor outside CPU autocast: the inputs oneDNN
+// takes here.
+bool cpu_fp32(const at::Tensor &x) {
+  return x.device().is_cpu() && x.scalar_type() == at::kFloat && !at::autocast::is_autocast_enabled(at::kCPU);
+}
+
+// y, then GELU as act says (0 none, 1 exact, 2 tanh).
+at::Tensor activate(const at::Tensor &y, int act) { return act == 0 ? y : at::gelu(y, gelu_approximation(act)); }
+
 at::Tensor linear(const at::Tensor &x, const at::Tensor &w, const at::Tensor &b, int act) {
-  bool cpu_fp32 = x.device().is_cpu() && x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat &&
-                  !at::autocast::is_autocast_enabled(at::kCPU);
-  if (!cpu_fp32 || !dnn_linear_ok()) {
-    auto y = at::linear(x, w, b);
-    return act == 0 ? y : at::gelu(y, act == 1 ? "none" : "tanh");
+  if (!cpu_fp32(x) || w.scalar_type() != at::kFloat || !dnn_linear_ok()) {
+    return activate(at::linear(x, w, b), act);
   }
   if (!at::GradMode::is_enabled() || !(x.requires_grad() || w.requires_grad() || (b.defined() && b.requires_grad()))) {
     return dnn_linear(x, w, b, act); // GELU fused into the product
   }
-  auto y = DnnLinear::apply(x, w, b.defined() ? b : at::zeros({w.size(0)}, w.options()));
-  return act == 0 ? y : at::gelu(y, act == 1 ? "none" : "tanh");
+  return activate(DnnLinear::apply(x, w, b.defined() ? b : at::zeros({w.size(0)}, w.options())), act);
 }
+
 // Bytes of attention scores computed at once: a chunk of heads whose scores
 // stay in cache between the two products and the softmax. Measured here
 // (BenchmarkForward, MiniLM): 4 MB was 4-11% faster than libtorch's fused
@@ -169,8 +181,7 @@ at::Tensor attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor 
                      double dropout) {
   bool inference = dropout == 0 && !(at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() ||
                                                                      v.requires_grad()));
-  if (inference && q.device().is_cpu() && q.scalar_type() == at::kFloat &&
-      !at::autocast::is_autocast_enabled(at::kCPU) && dnn_matmul_ok()) {
+  if (inference && cpu_fp32(q) && dnn_matmul_ok()) {
     return dnn_attention(q, k, v, mask);
   }
   return at::scaled_dot_product_attention(q, k, v, mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt,
@@ -183,24 +194,23 @@ extern "C" {
 // mask ([B, 1, 1, T] boolean, true: attend) may be null.
 int rerank_attention(void *q, void *k, void *v, void *mask, double dropout, void **out) {
   return guarded([&] {
-    at::Tensor m = mask == nullptr ? at::Tensor() : at_(mask);
-    *out = new at::Tensor(attention(at_(q), at_(k), at_(v), m, dropout));
+    *out = new at::Tensor(attention(at_(q), at_(k), at_(v), optional_(mask), dropout));
   });
 }
 
-const char *rerank_linear_error() { return last_error.c_str(); }
+const char *rerank_onednn_error() { return last_error.c_str(); }
 
 // *out = x @ w.T + b, then GELU as act says (0 none, 1 exact, 2 tanh); b may
 // be null.
 int rerank_linear(void *x, void *w, void *b, int act, void **out) {
   return guarded([&] {
-    at::Tensor bias = b == nullptr ? at::Tensor() : at_(b);
-    *out = new at::Tensor(linear(at_(x), at_(w), bias, act));
+    *out = new at::Tensor(linear(at_(x), at_(w), optional_(b), act));
   });
 }
 
-// Whether float32 products on CPU run in oneDNN: the forward and, under
-// autograd, the backward ones (else MKL).
+// Whether float32 products on CPU run in oneDNN: the dense layers' forward;
+// and mkldnn_matmul, which computes their backward and attention at inference
+// (else MKL and libtorch's fused attention).
 void rerank_linear_backends(int *forward, int *backward) {
   *forward = dnn_linear_ok();
   *backward = dnn_matmul_ok();

@@ -3,7 +3,7 @@ package bert
 /*
 int rerank_linear(void *x, void *w, void *b, int act, void **out);
 void rerank_linear_backends(int *forward, int *backward);
-const char *rerank_linear_error();
+const char *rerank_onednn_error();
 int rerank_attention(void *q, void *k, void *v, void *mask, double dropout, void **out);
 */
 import "C"
@@ -27,19 +27,32 @@ const (
 // linear is x·wᵀ + b then act, kept in s; on CPU in float32 the products
 // run in oneDNN (onednn.cpp says why), elsewhere as ts.Linear and Gelu.
 func linear(s *Scope, x, w, b *ts.Tensor, act activation) *ts.Tensor {
-	var bias unsafe.Pointer
-	if b != nil {
-		bias = b.Ctensor()
+	return keepResult(s, func(out *unsafe.Pointer) C.int {
+		return C.rerank_linear(x.Ctensor(), w.Ctensor(), optional(b), C.int(act), out)
+	})
+}
+
+// optional is t's C tensor, or null for nil (an absent optional argument).
+func optional(t *ts.Tensor) unsafe.Pointer {
+	if t == nil {
+		return nil
 	}
+	return t.Ctensor()
+}
+
+// keepResult runs a rerank_* call and keeps the tensor it writes to out, or
+// panics with its error (Guard turns that into the error returned).
+func keepResult(s *Scope, call func(out *unsafe.Pointer) C.int) *ts.Tensor {
 	var out unsafe.Pointer
-	if C.rerank_linear(x.Ctensor(), w.Ctensor(), bias, C.int(act), &out) != 0 {
-		panic(torchError{errors.New(C.GoString(C.rerank_linear_error()))})
+	if call(&out) != 0 {
+		panic(torchError{errors.New(C.GoString(C.rerank_onednn_error()))})
 	}
 	return s.Keep(ts.FromCtensor(out), nil)
 }
 
-// OneDNN reports whether float32 dense layers on CPU run in oneDNN, at
-// inference (forward) and under autograd (backward), rather than in MKL.
+// OneDNN reports whether float32 products on CPU run in oneDNN rather than
+// MKL: the dense layers' forward, and mkldnn_matmul (backward), which also
+// computes attention at inference.
 func OneDNN() (forward, backward bool) {
 	var f, b C.int
 	C.rerank_linear_backends(&f, &b)
@@ -59,13 +72,7 @@ func Linear(x, w, b *ts.Tensor) (y *ts.Tensor, err error) {
 // where a key is a real token) may be nil. At inference on CPU it runs in
 // oneDNN (onednn.cpp), elsewhere as libtorch's scaled_dot_product_attention.
 func attention(s *Scope, q, k, v, mask *ts.Tensor, p float64) *ts.Tensor {
-	var m unsafe.Pointer
-	if mask != nil {
-		m = mask.Ctensor()
-	}
-	var out unsafe.Pointer
-	if C.rerank_attention(q.Ctensor(), k.Ctensor(), v.Ctensor(), m, C.double(p), &out) != 0 {
-		panic(torchError{errors.New(C.GoString(C.rerank_linear_error()))})
-	}
-	return s.Keep(ts.FromCtensor(out), nil)
+	return keepResult(s, func(out *unsafe.Pointer) C.int {
+		return C.rerank_attention(q.Ctensor(), k.Ctensor(), v.Ctensor(), optional(mask), C.double(p), out)
+	})
 }
