@@ -139,8 +139,9 @@ at::Tensor linear(const at::Tensor &x, const at::Tensor &w, const at::Tensor &b,
 
 // Bytes of attention scores computed at once: a chunk of heads whose scores
 // stay in cache between the two products and the softmax. Measured here
-// (BenchmarkForward, MiniLM): 4 MB was 4-11% faster than libtorch's fused
-// kernel at every length and batch, 2, 8 and 16 MB slower on some.
+// (BenchmarkForward, MiniLM, lengths 256 and 512, batches 8 and 64): 4 MB was
+// 4-11% faster than libtorch's fused kernel on each, 2, 8 and 16 MB slower on
+// some (README, "Speed of the model").
 constexpr int64_t score_budget = 4 << 20;
 
 // dnn_attention is softmax(q kᵀ / sqrt(dh) + mask) v at inference for q, k, v
