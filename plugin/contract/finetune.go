@@ -56,7 +56,7 @@ type TrainConfig struct {
 	WarmupRatio      float64
 	WeightDecay      float64
 	MaxGradNorm      float64
-	DivergenceFactor float64 // a loss above this times the running median stops training
+	DivergenceFactor float64 // losses above this times the running median, 3 steps in a row, stop training
 }
 
 // TrainPair is one training example; Doc indexes FinetuneRequest.Docs.

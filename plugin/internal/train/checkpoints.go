@@ -38,9 +38,11 @@ type state struct {
 	BestNDCG   float64              `json:"best_ndcg10"`
 	SinceBest  int                  `json:"evaluations_since_best"`
 	Curve      []contract.EvalPoint `json:"curve"`
-	// RecentLosses is the divergence guard's window; LossSum and LossN the
-	// mean training loss since the last evaluation.
+	// RecentLosses is the divergence guard's window and HighLosses its count
+	// of the latest steps in a row above it; LossSum and LossN the mean
+	// training loss since the last evaluation.
 	RecentLosses []float64 `json:"recent_losses"`
+	HighLosses   int       `json:"high_losses"`
 	LossSum      float64   `json:"loss_sum"`
 	LossN        int       `json:"loss_n"`
 	TrainSeconds float64   `json:"train_seconds"`

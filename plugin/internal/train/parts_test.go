@@ -265,3 +265,28 @@ func TestOptimizerStateRoundTrip(t *testing.T) {
 		t.Errorf("a moment missing: %v", err)
 	}
 }
+
+// TestDivergenceGuardOutlastsOneHardBatch: a contrastive loss near zero makes
+// one hard batch look like a tenfold jump; only a run of them, or a loss
+// that is not finite, is divergence.
+func TestDivergenceGuardOutlastsOneHardBatch(t *testing.T) {
+	tr := &trainer{cfg: contract.TrainConfig{DivergenceFactor: 10}}
+	for i := 0; i < 20; i++ {
+		tr.st.RecentLosses = append(tr.st.RecentLosses, 0.04+0.001*float64(i))
+	}
+	for i, c := range []struct {
+		loss float64
+		want string
+	}{
+		{0.51, ""}, {0.05, ""}, // one hard batch, then back to normal
+		{0.6, ""}, {0.7, ""}, {0.8, "for 3 steps in a row (now 0.8 against 0.05)"},
+	} {
+		got := tr.diverging(c.loss)
+		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+			t.Errorf("loss %d (%g): %q, want %q", i, c.loss, got, c.want)
+		}
+	}
+	if got := tr.diverging(math.NaN()); !strings.Contains(got, "the loss is NaN") {
+		t.Errorf("NaN: %q", got)
+	}
+}

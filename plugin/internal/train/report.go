@@ -157,7 +157,7 @@ func (t *trainer) card() string {
 		patience = strconv.Itoa(c.Patience) + " evaluations"
 	}
 	p("| evaluation | every %d steps and at each epoch's end; early-stopping patience %s |\n", c.EvalSteps, patience)
-	p("| divergence guard | loss NaN, infinite or above %g times the running median |\n\n", c.DivergenceFactor)
+	p("| divergence guard | loss NaN, infinite, or above %g times the running median %d steps in a row |\n\n", c.DivergenceFactor, highLossRun)
 
 	p("## Validation curve\n\n| step | epoch | train loss | NDCG@10 | MRR@10 | eval seconds | |\n|---|---|---|---|---|---|---|\n")
 	for _, e := range r.Curve {
