@@ -43,7 +43,7 @@ test-opensearch: check-setup
 bench-opensearch: check-setup
 	RERANK_OPENSEARCH_LOAD=1 $(GO) test -count=1 -v -timeout 30m -run 'TestOpenSearchLoad' ./host/cli
 
-# The closed loop end to end on testdata/scifact-sample (see rerank demo --help),
+# The closed loop end to end on testdata/scifact (see rerank demo --help),
 # e.g. make demo DEMOFLAGS='--dir demo-data --serve'.
 DEMOFLAGS ?=
 demo: build

@@ -546,3 +546,59 @@ func TestWriteRefusesInvalidParams(t *testing.T) {
 		t.Fatal("Write into a missing directory succeeded")
 	}
 }
+
+// TestFitTowardKeepsWhatServesWithinNoise: FitToward moves from the serving
+// weight only to a weight that beats it by more than a standard error.
+func TestFitTowardKeepsWhatServesWithinNoise(t *testing.T) {
+	var mixed, model []Query
+	for i := range 5 {
+		id := strconv.Itoa(i)
+		model = append(model, favourModel("m"+id))
+		if i < 3 {
+			mixed = append(mixed, favourModel("m"+id)) // right at a = 0.1, not at 0.6
+		} else {
+			mixed = append(mixed, favourFirst("f"+id)) // right at 0.6, not at 0.1
+		}
+	}
+	var interior []Query
+	for i := range 3 {
+		interior = append(interior, favourFirst("f"+strconv.Itoa(i)), favourModel("m"+strconv.Itoa(i)))
+	}
+	for _, c := range []struct {
+		name string
+		qs   []Query
+		grid []float64
+		ref  float64
+		fit  float64 // Fit's choice
+		want float64 // FitToward's
+	}{
+		// 0.1 leads by 0.074 on average, a standard error of 0.18: noise.
+		{"within noise", mixed, []float64{0.1, 0.6}, 0.6, 0.1, 0.6},
+		// 0.1 is better on every query.
+		{"better everywhere", model, []float64{0.1, 0.6}, 0.6, 0.1, 0.1},
+		// Only 0.3 ranks all six right; 0.25 and 0.35 lose 3 of them.
+		{"clear interior best", interior, nil, 0.35, 0.3, 0.3},
+		{"reference is best", mixed, []float64{0.1, 0.6}, 0.1, 0.1, 0.1},
+	} {
+		p, _, err := Fit("", c.qs, c.grid)
+		if err != nil || p.BM25Weight != c.fit {
+			t.Fatalf("%s: Fit %+v %v, want a = %v", c.name, p, err, c.fit)
+		}
+		p, points, err := FitToward("", c.qs, c.grid, c.ref)
+		if err != nil || p.BM25Weight != c.want {
+			t.Errorf("%s: FitToward(%v) %+v %v, want a = %v", c.name, c.ref, p, err, c.want)
+		}
+		n := len(c.grid)
+		if n == 0 {
+			n = len(DefaultGrid())
+		}
+		if d := directNDCG(t, Params{BM25Weight: p.BM25Weight}, c.qs); p.NDCG10 != d || len(points) != n {
+			t.Errorf("%s: NDCG@10 %v, the metrics package %v; %d points", c.name, p.NDCG10, d, len(points))
+		}
+	}
+	for _, ref := range []float64{-0.1, 1.5, math.NaN()} {
+		if _, _, err := FitToward("", mixed, nil, ref); err == nil || !strings.Contains(err.Error(), "reference weight") {
+			t.Errorf("reference %v: error %v", ref, err)
+		}
+	}
+}

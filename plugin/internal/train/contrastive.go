@@ -209,15 +209,10 @@ func (t *trainer) evaluateBi(ctx context.Context) (ndcg, mrr float64, took time.
 		fq = append(fq, f)
 	}
 	p := fusion.Params{Method: fusion.MinMax} // a = 0: the model alone
-	switch judged := withJudgments(fq); {
-	case fused && len(judged) < minFitQueries && t.baseFusion != nil:
-		p = *t.baseFusion
-		t.fusion = &p
-	case fused:
-		if p, _, err = fusion.Fit(fusion.MinMax, judged, nil); err != nil {
+	if fused {
+		if p, err = fitFusion(withJudgments(fq), t.baseFusion); err != nil {
 			return 0, 0, 0, err
 		}
-		p.FittedOn = fmt.Sprintf("validation (%d queries)", len(judged))
 		t.fusion = &p
 	}
 	run := trec.Run{}
@@ -237,6 +232,24 @@ func (t *trainer) evaluateBi(ctx context.Context) (ndcg, mrr float64, took time.
 		t.log("validation fused with the first stage: %s, fitted on %s (model alone %.4f)", p, p.FittedOn, t.aloneNDCG(fq))
 	}
 	return ndcg, mrr, time.Since(start), err
+}
+
+// fitFusion fits the fusion weight on the judged validation queries. With a
+// base fused by min-max it moves from the base's weight only as far as the
+// queries can tell (fusion.FitToward), and with fewer than minFitQueries it
+// keeps the base's fusion.
+func fitFusion(judged []fusion.Query, base *fusion.Params) (fusion.Params, error) {
+	switch {
+	case base != nil && len(judged) < minFitQueries:
+		return *base, nil
+	case base != nil && (base.Method == fusion.MinMax || base.Method == ""):
+		p, _, err := fusion.FitToward(fusion.MinMax, judged, nil, base.BM25Weight)
+		p.FittedOn = fmt.Sprintf("validation (%d queries), the weight nearest the base's %.2f within a standard error of the best", len(judged), base.BM25Weight)
+		return p, err
+	}
+	p, _, err := fusion.Fit(fusion.MinMax, judged, nil)
+	p.FittedOn = fmt.Sprintf("validation (%d queries)", len(judged))
+	return p, err
 }
 
 // withJudgments keeps the queries fusion.Fit can score (some judged document).
