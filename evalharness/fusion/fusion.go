@@ -369,9 +369,11 @@ func FitToward(method string, queries []Query, grid []float64, ref float64) (Par
 	dist := func(i int) float64 { return math.Abs(g.points[i].BM25Weight - ref) }
 	pick := g.best
 	for i := range g.points {
+		// In query order, as metrics.Mean sums, so that the choice does not
+		// depend on map iteration.
 		diff := make([]float64, 0, len(queries))
-		for id, v := range g.perQuery[g.best] {
-			diff = append(diff, v-g.perQuery[i][id])
+		for _, q := range queries {
+			diff = append(diff, g.perQuery[g.best][q.ID]-g.perQuery[i][q.ID])
 		}
 		if mean, se := meanSE(diff); mean > se+tieEps {
 			continue // worse than the best by more than a standard error
