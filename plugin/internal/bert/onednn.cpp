@@ -1,15 +1,12 @@
-// Dense layers and attention through oneDNN on CPU. at::linear runs float32
+// Dense layers through oneDNN on CPU. at::linear runs float32
 // products in MKL, which on AMD processors takes its AVX2 path: measured here
 // (2-core AMD EPYC with AVX-512), oneDNN's kernels, which libtorch also
 // carries, compute the same float32 products at about twice the speed.
 // Dense layers: oneDNN's linear with the bias and GELU fused
 // (mkldnn::_linear_pointwise, the op torch.compile uses on CPU); under
 // autograd a custom function computes the two backward products with oneDNN
-// too. Attention at inference: oneDNN's batched products around a softmax,
-// chunk by chunk (libtorch's fused CPU kernel does its block products in
-// MKL). Elsewhere (CUDA, autocast, training's attention, a libtorch without
-// oneDNN or a CPU it refuses) it is at::linear, at::gelu and
-// scaled_dot_product_attention.
+// too. Elsewhere (CUDA, autocast, a libtorch without oneDNN or a CPU it
+// refuses) it is at::linear and at::gelu. Attention is attention.cpp's.
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -17,8 +14,6 @@
 
 #include "guarded.h"
 
-#include <algorithm>
-#include <cmath>
 #include <string>
 
 namespace at::native {
@@ -137,68 +132,9 @@ at::Tensor linear(const at::Tensor &x, const at::Tensor &w, const at::Tensor &b,
   return activate(DnnLinear::apply(x, w, b.defined() ? b : at::zeros({w.size(0)}, w.options())), act);
 }
 
-// Bytes of attention scores computed at once: a chunk of heads whose scores
-// stay in cache between the two products and the softmax. Measured here
-// (BenchmarkForward, MiniLM, lengths 256 and 512, batches 8 and 64): 4 MB was
-// 4-11% faster than libtorch's fused kernel on each, 2, 8 and 16 MB slower on
-// some (README, "Speed of the model").
-constexpr int64_t score_budget = 4 << 20;
-
-// dnn_attention is softmax(q kᵀ / sqrt(dh) + mask) v at inference for q, k, v
-// [B, nh, T, dh] (any strides) and a [B, 1, 1, T] boolean key mask (true:
-// attend) or none: per chunk of heads, two oneDNN batched products and a
-// softmax. The result is [B, nh, T, dh], a view of [B, T, nh, dh] memory as
-// libtorch's fused kernel returns it.
-at::Tensor dnn_attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, const at::Tensor &mask) {
-  const int64_t B = q.size(0), nh = q.size(1), T = q.size(2), dh = q.size(3), n = B * nh;
-  const int64_t c = std::clamp<int64_t>(score_budget / (T * T * 4), 1, n); // heads per chunk
-  auto q3 = q.reshape({n, T, dh}), k3 = k.reshape({n, T, dh}), v3 = v.reshape({n, T, dh});
-  auto ctx = at::empty({n, T, dh}, q.options());
-  auto scores = at::empty({c, T, T}, q.options()), probs = at::empty({c, T, T}, q.options());
-  at::Tensor bias; // [n, 1, T]: 0 on real keys, -inf on padding
-  if (mask.defined()) {
-    bias = at::zeros({B, nh, 1, T}, q.options())
-               .masked_fill_(mask.view({B, 1, 1, T}).logical_not(), -INFINITY)
-               .view({n, 1, T});
-  }
-  const double scale = 1.0 / std::sqrt(double(dh));
-  for (int64_t i = 0; i < n; i += c) {
-    const int64_t m = std::min(c, n - i);
-    auto s = scores.narrow(0, 0, m), p = probs.narrow(0, 0, m);
-    at::native::mkldnn_matmul(q3.narrow(0, i, m), k3.narrow(0, i, m).transpose(1, 2), s, 0, scale);
-    if (bias.defined()) {
-      s.add_(bias.narrow(0, i, m));
-    }
-    at::_softmax_out(p, s, -1, false);
-    at::native::mkldnn_matmul(p, v3.narrow(0, i, m), ctx.narrow(0, i, m), 0, 1);
-  }
-  auto out = at::empty({B, T, nh, dh}, q.options());
-  auto heads = out.transpose(1, 2);
-  heads.copy_(ctx.view({B, nh, T, dh}));
-  return heads;
-}
-
-at::Tensor attention(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v, const at::Tensor &mask,
-                     double dropout) {
-  bool inference = dropout == 0 && !(at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() ||
-                                                                     v.requires_grad()));
-  if (inference && cpu_fp32(q) && dnn_matmul_ok()) {
-    return dnn_attention(q, k, v, mask);
-  }
-  return at::scaled_dot_product_attention(q, k, v, mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt,
-                                          dropout);
-}
 } // namespace
 
 extern "C" {
-// *out = softmax(q kᵀ / sqrt(dh) + mask) v with dropout on the probabilities;
-// mask ([B, 1, 1, T] boolean, true: attend) may be null.
-int rerank_attention(void *q, void *k, void *v, void *mask, double dropout, void **out) {
-  return guarded([&] {
-    *out = new at::Tensor(attention(at_(q), at_(k), at_(v), optional_(mask), dropout));
-  });
-}
-
 const char *rerank_onednn_error() { return last_error.c_str(); }
 
 // *out = x @ w.T + b, then GELU as act says (0 none, 1 exact, 2 tanh); b may
@@ -210,8 +146,7 @@ int rerank_linear(void *x, void *w, void *b, int act, void **out) {
 }
 
 // Whether float32 products on CPU run in oneDNN: the dense layers' forward;
-// and mkldnn_matmul, which computes their backward and attention at inference
-// (else MKL and libtorch's fused attention).
+// and mkldnn_matmul, which computes their backward (else MKL).
 void rerank_linear_backends(int *forward, int *backward) {
   *forward = dnn_linear_ok();
   *backward = dnn_matmul_ok();

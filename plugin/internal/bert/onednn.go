@@ -4,7 +4,6 @@ package bert
 int rerank_linear(void *x, void *w, void *b, int act, void **out);
 void rerank_linear_backends(int *forward, int *backward);
 const char *rerank_onednn_error();
-int rerank_attention(void *q, void *k, void *v, void *mask, double dropout, void **out);
 */
 import "C"
 
@@ -29,7 +28,7 @@ const (
 func linear(s *Scope, x, w, b *ts.Tensor, act activation) *ts.Tensor {
 	return keepResult(s, func(out *unsafe.Pointer) C.int {
 		return C.rerank_linear(x.Ctensor(), w.Ctensor(), optional(b), C.int(act), out)
-	})
+	}, func() string { return C.GoString(C.rerank_onednn_error()) })
 }
 
 // optional is t's C tensor, or null for nil (an absent optional argument).
@@ -41,18 +40,18 @@ func optional(t *ts.Tensor) unsafe.Pointer {
 }
 
 // keepResult runs a rerank_* call and keeps the tensor it writes to out, or
-// panics with its error (Guard turns that into the error returned).
-func keepResult(s *Scope, call func(out *unsafe.Pointer) C.int) *ts.Tensor {
+// panics with the error lastError reads (Guard turns that into the error
+// returned); each C++ file keeps its own.
+func keepResult(s *Scope, call func(out *unsafe.Pointer) C.int, lastError func() string) *ts.Tensor {
 	var out unsafe.Pointer
 	if call(&out) != 0 {
-		panic(torchError{errors.New(C.GoString(C.rerank_onednn_error()))})
+		panic(torchError{errors.New(lastError())})
 	}
 	return s.Keep(ts.FromCtensor(out), nil)
 }
 
 // OneDNN reports whether float32 products on CPU run in oneDNN rather than
-// MKL: the dense layers' forward, and mkldnn_matmul (backward), which also
-// computes attention at inference.
+// MKL: the dense layers' forward, and mkldnn_matmul (backward).
 func OneDNN() (forward, backward bool) {
 	var f, b C.int
 	C.rerank_linear_backends(&f, &b)
@@ -65,14 +64,4 @@ func Linear(x, w, b *ts.Tensor) (y *ts.Tensor, err error) {
 	defer Guard(&err)
 	var s Scope
 	return linear(&s, x, w, b, noActivation), nil
-}
-
-// attention is softmax(q·kᵀ/√dh + mask)·v for [B, nh, T, dh] views, with
-// dropout p on the probabilities, kept in s; mask ([B, 1, 1, T] booleans, true
-// where a key is a real token) may be nil. At inference on CPU it runs in
-// oneDNN (onednn.cpp), elsewhere as libtorch's scaled_dot_product_attention.
-func attention(s *Scope, q, k, v, mask *ts.Tensor, p float64) *ts.Tensor {
-	return keepResult(s, func(out *unsafe.Pointer) C.int {
-		return C.rerank_attention(q.Ctensor(), k.Ctensor(), v.Ctensor(), optional(mask), C.double(p), out)
-	})
 }

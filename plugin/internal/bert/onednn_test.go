@@ -38,51 +38,11 @@ func TestLinearMatchesATen(t *testing.T) {
 				return s.Keep(y.Gelu(map[activation]string{geluExact: "none", geluTanh: "tanh"}[act], false))
 			})
 			for i := range want {
-				if d := maxAbsDiff(ours[i], want[i]); d > 1e-5 {
+				if d := maxAbsDiff(ours[i], want[i]); !(d <= 1e-5) { // NaN fails too
 					t.Errorf("activation %d, bias %v: output/gradient %d differs from at::linear by %g", act, bias != nil, i, d)
 				}
 			}
 		}
-	}
-}
-
-// Attention at inference (oneDNN, chunk by chunk) must equal libtorch's
-// scaled_dot_product_attention, with a padding mask and without one. T is long
-// enough that the 9 heads take 5 chunks, the last one partial.
-func TestAttentionMatchesSDPA(t *testing.T) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if _, backward := OneDNN(); !backward {
-		t.Skip("this CPU has no oneDNN float32 products (mkldnn_matmul wants AVX-512): attention is libtorch's")
-	}
-	const B, nh, T, dh = 3, 3, 700, 8
-	var s Scope
-	defer s.Free()
-	err := func() (err error) {
-		defer Guard(&err)
-		ManualSeed(2)
-		// q, k and v strided as the model's are: views of one [B, T, 3, nh, dh] projection.
-		qkv := s.Keep(s.Keep(ts.Randn([]int64{B, T, 3, nh, dh}, gotch.Float, gotch.CPU)).Permute([]int64{2, 0, 3, 1, 4}, false))
-		q, k, v := s.Keep(qkv.Select(0, 0, false)), s.Keep(qkv.Select(0, 1, false)), s.Keep(qkv.Select(0, 2, false))
-		mask := keyMask(Batch{Size: B, Len: T, Lengths: []int{T, 5, 333}})
-		padded := s.Keep(ts.NewTensorFromData(mask, []int64{B, 1, 1, T}))
-		ts.NoGrad(func() {
-			for _, m := range []*ts.Tensor{padded, nil} {
-				ours := values(t, attention(&s, q, k, v, m, 0))
-				ref := m
-				if ref == nil {
-					ref = s.Keep(ts.Ones([]int64{B, 1, 1, T}, gotch.Bool, gotch.CPU))
-				}
-				want := values(t, s.Keep(ts.ScaledDotProductAttention(q, k, v, ref, 0, false, nil)))
-				if d := maxAbsDiff(ours, want); d > 1e-5 {
-					t.Errorf("mask %v: attention differs from scaled_dot_product_attention by %g", m != nil, d)
-				}
-			}
-		})
-		return nil
-	}()
-	if err != nil {
-		t.Fatal(err)
 	}
 }
 
