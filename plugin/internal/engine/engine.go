@@ -283,6 +283,9 @@ func (e *Engine) run(started chan struct{}) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	bert.SetThreads(e.opts.Threads)
+	if e.device == gotch.CPU {
+		bert.CacheInferenceMemory()
+	}
 	ts.MustGradSetEnabled(false) // grad mode is per thread: this one only infers
 	close(started)
 	for {
