@@ -205,14 +205,18 @@ void head_attention(const Head &h, float scale, std::vector<float> &buf) {
 #pragma GCC pop_options
 
 // How many leading keys of each sequence the [B, 1, 1, T] boolean mask lets
-// attend (all T without a mask); empty when a row's mask is not a prefix of
-// trues, which this kernel does not take.
+// attend (all T without a mask); empty for any other mask (another shape or
+// type, or a row that is not a prefix of trues), which this kernel does not
+// take.
 std::vector<int64_t> key_lengths(const at::Tensor &mask, int64_t B, int64_t T) {
   std::vector<int64_t> n(B, T);
   if (!mask.defined()) {
     return n;
   }
-  auto m = mask.reshape({B, T}).to(at::kBool).contiguous();
+  if (mask.scalar_type() != at::kBool || mask.numel() != B * T) {
+    return {};
+  }
+  auto m = mask.reshape({B, T}).contiguous();
   const bool *p = m.data_ptr<bool>();
   for (int64_t b = 0; b < B; b++) {
     int64_t len = 0;
