@@ -46,29 +46,39 @@ inline __m512 exp_nonpositive(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
+// acc[i][c] = Σ_k a[i][k] b[k][16c..16c+15] for the rows i of a (k
+// contiguous) and cols vectors c of b (rows at stride ldb): the products of
+// both steps of attention, one broadcast of a against cols vectors of b at a
+// time.
+template <int rows, int cols>
+inline __attribute__((always_inline)) void products(const float *const a[rows], const float *b, int64_t ldb,
+                                                    int64_t K, __m512 (&acc)[rows][cols]) {
+  #pragma GCC unroll 8
+  for (int i = 0; i < rows; i++)
+    #pragma GCC unroll 8
+    for (int c = 0; c < cols; c++)
+      acc[i][c] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; k++) {
+    __m512 bk[cols];
+    #pragma GCC unroll 8
+    for (int c = 0; c < cols; c++)
+      bk[c] = _mm512_loadu_ps(b + k * ldb + 16 * c);
+    #pragma GCC unroll 8
+    for (int i = 0; i < rows; i++) {
+      const __m512 ai = _mm512_set1_ps(a[i][k]);
+      #pragma GCC unroll 8
+      for (int c = 0; c < cols; c++)
+        acc[i][c] = _mm512_fmadd_ps(ai, bk[c], acc[i][c]);
+    }
+  }
+}
+
 // s[i][16c..16c+15] = q[i] · kt[:, 16c..16c+15] for the block's rows i and
 // cols vectors c: kt is the head's keys transposed, [dh][ldk].
 template <int cols>
 void scores_tile(const float *const q[block_rows], const float *kt, int64_t ldk, int64_t dh, float *s, int64_t lds) {
   __m512 acc[block_rows][cols];
-  #pragma GCC unroll 8
-  for (int i = 0; i < block_rows; i++)
-    #pragma GCC unroll 8
-    for (int c = 0; c < cols; c++)
-      acc[i][c] = _mm512_setzero_ps();
-  for (int64_t d = 0; d < dh; d++) {
-    __m512 k[cols];
-    #pragma GCC unroll 8
-    for (int c = 0; c < cols; c++)
-      k[c] = _mm512_loadu_ps(kt + d * ldk + 16 * c);
-    #pragma GCC unroll 8
-    for (int i = 0; i < block_rows; i++) {
-      const __m512 qi = _mm512_set1_ps(q[i][d]);
-      #pragma GCC unroll 8
-      for (int c = 0; c < cols; c++)
-        acc[i][c] = _mm512_fmadd_ps(qi, k[c], acc[i][c]);
-    }
-  }
+  products<block_rows, cols>(q, kt, ldk, dh, acc);
   #pragma GCC unroll 8
   for (int i = 0; i < block_rows; i++)
     #pragma GCC unroll 8
@@ -106,25 +116,11 @@ float softmax_numerators(float *s, int64_t n, float scale) {
 template <int rows, int vectors>
 void values_tile(const float *p, int64_t ldp, const float *v, int64_t n, const float *sum, float *const out[],
                  __mmask16 last) {
-  __m512 acc[rows][vectors];
-  #pragma GCC unroll 8
+  const float *pi[rows];
   for (int i = 0; i < rows; i++)
-    #pragma GCC unroll 8
-    for (int c = 0; c < vectors; c++)
-      acc[i][c] = _mm512_setzero_ps();
-  for (int64_t t = 0; t < n; t++) {
-    __m512 vt[vectors];
-    #pragma GCC unroll 8
-    for (int c = 0; c < vectors; c++)
-      vt[c] = _mm512_loadu_ps(v + (t * vectors + c) * 16);
-    #pragma GCC unroll 8
-    for (int i = 0; i < rows; i++) {
-      const __m512 pi = _mm512_set1_ps(p[i * ldp + t]);
-      #pragma GCC unroll 8
-      for (int c = 0; c < vectors; c++)
-        acc[i][c] = _mm512_fmadd_ps(pi, vt[c], acc[i][c]);
-    }
-  }
+    pi[i] = p + i * ldp;
+  __m512 acc[rows][vectors];
+  products<rows, vectors>(pi, v, vectors * 16, n, acc);
   #pragma GCC unroll 8
   for (int i = 0; i < rows; i++) {
     const __m512 inv = _mm512_set1_ps(1.f / sum[i]);
