@@ -18,9 +18,6 @@
 #include <vector>
 
 namespace {
-at::Tensor &at_(void *p) { return *static_cast<at::Tensor *>(p); }
-at::Tensor optional_(void *p) { return p == nullptr ? at::Tensor() : at_(p); }
-
 constexpr int block_rows = 8; // query rows whose scores are computed together
 constexpr int max_vectors = 8; // head sizes up to 128 floats, 16 per vector
 
@@ -167,8 +164,9 @@ void head_attention(const Head &h, float scale, std::vector<float> &buf) {
   // transposed keys and of the scores is one vector more, so that rows 2^k
   // bytes apart do not share a cache set.
   const int64_t vectors = (h.dh + 15) / 16, width = vectors * 16, cols = (h.n + 15) / 16 * 16, ld = cols + 16;
-  buf.assign(h.dh * ld + h.n * width + block_rows * ld, 0.f);
-  float *kt = buf.data(), *v = kt + h.dh * ld, *s = v + h.n * width;
+  buf.assign(h.dh * ld + h.n * width + block_rows * ld + width, 0.f);
+  // spare: where a partial block's missing rows go.
+  float *kt = buf.data(), *v = kt + h.dh * ld, *s = v + h.n * width, *spare = s + block_rows * ld;
   for (int64_t t0 = 0; t0 < h.n; t0 += 16) // 16 keys at a time: their rows stay in L1
     for (int64_t d = 0; d < h.dh; d++)
       for (int64_t t = t0; t < std::min(t0 + 16, h.n); t++)
@@ -176,7 +174,6 @@ void head_attention(const Head &h, float scale, std::vector<float> &buf) {
   for (int64_t t = 0; t < h.n; t++)
     std::copy_n(h.v.row(t), h.dh, v + t * width);
   const __mmask16 last = h.dh % 16 == 0 ? 0xffff : (__mmask16)((1u << (h.dh % 16)) - 1);
-  std::vector<float> spare(width); // where a partial block's missing rows go
   float sum[block_rows];
   for (int64_t i0 = 0; i0 < h.T; i0 += block_rows) {
     const float *q[block_rows];
@@ -184,7 +181,7 @@ void head_attention(const Head &h, float scale, std::vector<float> &buf) {
     for (int i = 0; i < block_rows; i++) {
       const bool real = i0 + i < h.T;
       q[i] = h.q.row(real ? i0 + i : h.T - 1);
-      out[i] = real ? h.out + (i0 + i) * h.ldo : spare.data();
+      out[i] = real ? h.out + (i0 + i) * h.ldo : spare;
     }
     int64_t c = 0;
     for (; c + 3 * 16 <= cols; c += 3 * 16)
@@ -254,12 +251,13 @@ at::Tensor fused_attention(const at::Tensor &q, const at::Tensor &k, const at::T
     return Rows{x.const_data_ptr<float>() + b * x.stride(0) + h * x.stride(1), x.stride(2)};
   };
   auto out = at::empty({B, T, nh, dh}, q.options());
+  float *op = out.data_ptr<float>();
   const float scale = 1.0 / std::sqrt(double(dh));
   at::parallel_for(0, B * nh, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> buf;
     for (int64_t i = begin; i < end; i++) {
       const int64_t b = i / nh, h = i % nh;
-      head_attention(Head{rows(qr, b, h), rows(kr, b, h), rows(vr, b, h), out.data_ptr<float>() + (b * T * nh + h) * dh,
+      head_attention(Head{rows(qr, b, h), rows(kr, b, h), rows(vr, b, h), op + (b * T * nh + h) * dh,
                           nh * dh, T, n[b], dh},
                      scale, buf);
     }

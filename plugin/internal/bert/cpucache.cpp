@@ -13,6 +13,7 @@
 #include <map>
 #include <mutex>
 #include <unordered_map>
+#include <utility>
 
 namespace {
 constexpr size_t min_cached = 1 << 20;
@@ -62,18 +63,13 @@ public:
     default_copy_data(dest, src, count);
   }
 
-  // Frees every cached block.
-  void clear() {
+  // Frees every cached block; returns their bytes.
+  size_t clear() {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto &[size, p] : free_)
       c10::free_cpu(p);
     free_.clear();
-    free_bytes_ = 0;
-  }
-
-  size_t free_bytes() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return free_bytes_;
+    return std::exchange(free_bytes_, 0);
   }
 
   static InferenceCache &instance() {
@@ -124,10 +120,5 @@ void rerank_cache_inference_memory() {
 }
 
 // Frees the cached blocks; returns how many bytes were cached.
-size_t rerank_release_inference_memory() {
-  InferenceCache &c = InferenceCache::instance();
-  const size_t n = c.free_bytes();
-  c.clear();
-  return n;
-}
+size_t rerank_release_inference_memory() { return InferenceCache::instance().clear(); }
 }

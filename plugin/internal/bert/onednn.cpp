@@ -25,11 +25,6 @@ __attribute__((weak)) void mkldnn_matmul(const Tensor &mat1, const Tensor &mat2,
 } // namespace at::native
 
 namespace {
-at::Tensor &at_(void *p) { return *static_cast<at::Tensor *>(p); }
-
-// An optional argument: null is an undefined tensor.
-at::Tensor optional_(void *p) { return p == nullptr ? at::Tensor() : at_(p); }
-
 // libtorch's and oneDNN's name of a GELU: act 1 exact (erf), 2 tanh.
 std::string gelu_approximation(int act) { return act == 1 ? "none" : "tanh"; }
 

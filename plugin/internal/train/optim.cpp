@@ -13,10 +13,6 @@
 #include <string>
 #include <vector>
 
-namespace {
-at::Tensor &at_(void *p) { return *static_cast<at::Tensor *>(p); }
-} // namespace
-
 extern "C" {
 const char *rerank_optim_error() { return last_error.c_str(); }
 
